@@ -1,0 +1,107 @@
+"""The one command, `flowvj`. Subcommands only parse their flags and call the library."""
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+
+
+def _train(args):
+    from .train import TrainOptions, train
+
+    options = TrainOptions(
+        data=args.data, out=args.out, test_data=args.test_data, preset=args.preset,
+        image_size=args.image_size, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
+        max_minutes=args.max_minutes, max_steps=args.max_steps, checkpoint_minutes=args.checkpoint_minutes,
+        checkpoint_steps=args.checkpoint_steps, test_limit=args.test_limit, resume=args.resume,
+        seed=args.seed, threads=args.threads, cache_dir=args.cache_dir, download=args.download,
+    )
+    train(options)
+
+
+def _eval(args):
+    import torch
+
+    from .data import load_dataset
+    from .flow import load_model
+    from .train import evaluate
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    model = load_model(args.model)
+    images = load_dataset(args.data, "test", model.config.image_size, args.cache_dir).images[: args.limit]
+    result = evaluate(model, images, seed=args.seed, show_progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+    return parse
+
+
+def build_parser():
+    from .flow import PRESETS
+
+    parser = argparse.ArgumentParser(prog="flowvj", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the flow on CIFAR-10 or any image folder (torchrun for DDP)")
+    t.add_argument("--data", required=True, help="image folder (with train/ and test/), cifar-10-python.tar.gz, "
+                                                  "or 'cifar10' with --download")
+    t.add_argument("--test-data", help="folder of test images (default: DATA/test when it exists)")
+    t.add_argument("--out", required=True, help="run folder: checkpoint, logs, sample grids")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="lite")
+    t.add_argument("--image-size", type=_positive(int), default=32)
+    t.add_argument("--batch-size", type=_positive(int), default=64, help="per process")
+    t.add_argument("--lr", type=_positive(float), default=1e-3)
+    t.add_argument("--epochs", type=_positive(int), default=100)
+    t.add_argument("--max-minutes", type=_positive(float), help="stop cleanly (checkpoint) after this long")
+    t.add_argument("--max-steps", type=_positive(int))
+    t.add_argument("--checkpoint-minutes", type=_positive(float), default=10.0)
+    t.add_argument("--checkpoint-steps", type=_positive(int))
+    t.add_argument("--test-limit", type=_positive(int), help="evaluate on the first N test images each epoch")
+    t.add_argument("--resume", action="store_true", help="continue OUT/ckpt.pt exactly")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=_positive(int), help="torch threads per process")
+    t.add_argument("--cache-dir", help="where decoded datasets are cached (default ~/.cache/flowvj)")
+    t.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
+    t.set_defaults(run=_train)
+
+    e = sub.add_parser("eval", help="test bits/dim and invertibility of a checkpoint")
+    e.add_argument("--model", help="checkpoint (default: the bundled model)")
+    e.add_argument("--data", required=True, help="image folder (its test/ split when it has one) or archive")
+    e.add_argument("--limit", type=_positive(int), help="first N images only")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
+    e.add_argument("--threads", type=_positive(int))
+    e.add_argument("--cache-dir")
+    e.set_defaults(run=_eval)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as e:
+        print(f"flowvj: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flowvj: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

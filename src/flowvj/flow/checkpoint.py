@@ -1,0 +1,84 @@
+"""One checkpoint file: weights, the config that shapes them, and where they came from.
+
+Saved atomically (temporary file, fsync, rename), so a kill mid-save never replaces a good
+checkpoint with a half-written one. Loading anything else, or a checkpoint of another config
+than asked for, fails with one line naming the file.
+"""
+
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_path
+from ..errors import UserError
+from .realnvp import FlowConfig, RealNVP
+
+FORMAT = "flowvj-realnvp"
+VERSION = 1
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "default-model.pt"
+
+
+def save_checkpoint(path, model, *, preset, dataset, epoch, step, test_bits_per_dim=None,
+                    optimizer=None, train_state=None):
+    """Write the model (and, for resuming, optimiser and loop state) to `path` atomically."""
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "preset": preset,
+        "dataset": dataset,
+        "epoch": int(epoch),
+        "step": int(step),
+        "test_bits_per_dim": None if test_bits_per_dim is None else float(test_bits_per_dim),
+        "state_dict": model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "train_state": train_state or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def read_checkpoint(path):
+    """The checkpoint's record, or a one-line UserError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist (expected a .pt file written by flowvj train)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a corrupt or foreign file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"checkpoint {path} is unreadable ({reason[:120]}); expected a flowvj checkpoint") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} is not a flowvj Real-NVP checkpoint")
+    if record.get("version") != VERSION:
+        raise UserError(f"checkpoint {path} has format version {record.get('version')}, expected {VERSION}")
+    return record
+
+
+def model_from_record(record, path, expect_config=None):
+    """Build the model a record describes; refuse a record of another config than expected."""
+    try:
+        config = FlowConfig(**record["config"]).validate()
+    except (TypeError, ValueError) as e:
+        raise UserError(f"checkpoint {path} holds an invalid model config: {e}") from None
+    if expect_config is not None and config != expect_config:
+        raise UserError(
+            f"checkpoint {path} holds a model of config {config.to_dict()}, expected {expect_config.to_dict()}"
+        )
+    model = RealNVP(config)
+    try:
+        model.load_state_dict(record["state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {path} does not match its own config: {str(e).splitlines()[0]}") from None
+    return model
+
+
+def load_model(path=None, expect_config=None):
+    """The flow in a checkpoint, in eval mode; with no path, the model bundled with flowvj."""
+    if path is None:
+        if not DEFAULT_MODEL.is_file():
+            raise UserError(f"no bundled model at {DEFAULT_MODEL} yet; pass a checkpoint path (--model)")
+        path = DEFAULT_MODEL
+    model = model_from_record(read_checkpoint(path), path, expect_config)
+    return model.eval()

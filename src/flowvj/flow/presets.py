@@ -1,0 +1,21 @@
+"""Named model sizes. `full` is the paper's CIFAR-10 model; `lite` is sized by
+benchmarks/flow_speed.py to decode >= 60 frames/s at batch 1 on one CPU core; `tiny` is for tests."""
+
+from dataclasses import replace
+
+from .realnvp import FlowConfig
+
+PRESETS = {
+    "full": FlowConfig(mid_channels=64, num_blocks=8, num_scales=2),
+    "lite": FlowConfig(mid_channels=32, num_blocks=2, num_scales=2),
+    "tiny": FlowConfig(mid_channels=8, num_blocks=1, num_scales=2),
+}
+
+
+def preset_config(name, image_size=None):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    config = PRESETS[name]
+    if image_size is not None:
+        config = replace(config, image_size=image_size)
+    return config.validate()
