@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .atomic import atomic_path
-from .data import load_dataset
+from .data import has_test_split, load_dataset
 from .errors import UserError
 from .flow import RealNVP, preset_config, read_checkpoint, save_checkpoint
 from .flow.checkpoint import model_from_record
@@ -168,7 +168,7 @@ def train(opts: TrainOptions):
         ddp.barrier()
     train_set = load_dataset(opts.data, "train", opts.image_size, opts.cache_dir, opts.download)
     test_set = load_dataset(opts.test_data or opts.data, "test", opts.image_size, opts.cache_dir,
-                            opts.download) if (opts.test_data or _has_test_split(opts.data)) else None
+                            opts.download) if (opts.test_data or has_test_split(opts.data)) else None
     if ddp.is_main:
         ddp.barrier()
     test_images = None if test_set is None else test_set.images[: opts.test_limit]
@@ -289,10 +289,6 @@ def train(opts: TrainOptions):
         print(f"stopped at epoch {state['epoch']}, step {state['step']} after "
               f"{format_duration(state['wall_s'] - base_wall)}; checkpoint {ckpt_path}", flush=True)
     return model, state
-
-
-def _has_test_split(data):
-    return Path(data, "test").is_dir()
 
 
 def _mean_bpd(log_path, epoch):
