@@ -10,7 +10,8 @@ For every preset it prints one table row with
   (`fuse_for_inference`) and ONNX Runtime on one thread (`OnnxInverse`);
 - achieved GFLOP/s of each path, and its share of this machine's single-core float32 peak,
   measured in the same run as a 2048 x 2048 torch.mm on one thread (before and after);
-- training images/s at batch 64 on two threads (forward + bits/dim + backward + Adam step).
+- training images/s at batch 64 on --train-threads threads, default 2 (forward + bits/dim +
+  backward + Adam step).
 
 The models are randomised first (weight-norm scales g ~ N(0.5, 0.05), one train-mode forward to
 give batch norm real running statistics), because a fresh flow's output convs are zero.
@@ -35,11 +36,10 @@ from torch import nn
 from flowvj.flow.fast import OnnxInverse, fuse_for_inference
 from flowvj.flow.presets import PRESETS
 from flowvj.flow.realnvp import RealNVP
-from flowvj.progress import ProgressReport
 
 TARGET_FPS = 60.0  # lite must decode this many frames/s at batch 1 on one core
 TRAIN_BATCH = 64
-TRAIN_BUDGET_S = 60.0  # measured training steps per preset: about this long, 2 to 8 steps
+TRAIN_BUDGET_S = 60.0  # time training steps until this is spent: at least 2, at most 8 steps
 PATHS = ("eager", "folded", "onnx")
 
 
@@ -110,19 +110,15 @@ def train_images_per_s(name, threads):
         loss.backward()
         optimizer.step()
 
-    # Warm up on 1/8 of a batch (a full-preset step takes minutes on a busy machine); 8x its
-    # time overestimates a real step and decides how many steps fit in the budget.
-    t0 = time.perf_counter()
+    # Warm up on 1/8 of a batch: a full-preset step takes a minute or more on a busy machine.
     step(TRAIN_BATCH // 8)
-    n_steps = int(min(8, max(2, TRAIN_BUDGET_S // (8 * (time.perf_counter() - t0)))))
     step_s = []
-    with ProgressReport(f"{name} train", n_steps, unit="step", log_every_s=10) as report:
-        for _ in range(n_steps):
-            t0 = time.perf_counter()
-            step(TRAIN_BATCH)
-            step_s.append(time.perf_counter() - t0)
-            report.update(1, step_s=step_s[-1])
-    return TRAIN_BATCH / float(np.median(step_s)), n_steps
+    while len(step_s) < 2 or (len(step_s) < 8 and sum(step_s) < TRAIN_BUDGET_S):
+        t0 = time.perf_counter()
+        step(TRAIN_BATCH)
+        step_s.append(time.perf_counter() - t0)
+        say(f"{name}: training step {len(step_s)}: {step_s[-1]:.2f} s")
+    return TRAIN_BATCH / float(np.median(step_s)), len(step_s)
 
 
 def bench_preset(name, repeats, skip_train, train_threads):
@@ -169,7 +165,7 @@ def print_table(rows, peak):
     header = ["preset", "params", "GMAC/frame", "GFLOP/frame"]
     for path in PATHS:
         header += [f"{path} ms (p90)", f"{path} fps", f"{path} GFLOP/s (% peak)"]
-    header.append("train img/s")
+    header.append("train img/s (steps)")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for r in rows:
@@ -178,7 +174,7 @@ def print_table(rows, peak):
             gflops = r[f"{path}_gflops"]
             cells += [f"{r[f'{path}_ms']:.2f} ({r[f'{path}_p90_ms']:.2f})", f"{r[f'{path}_fps']:.0f}",
                       f"{gflops:.1f} ({100 * gflops / peak:.0f} %)"]
-        cells.append(f"{r['train_img_s']:.1f}" if "train_img_s" in r else "skipped")
+        cells.append(f"{r['train_img_s']:.1f} ({r['train_steps']})" if "train_img_s" in r else "skipped")
         print("| " + " | ".join(cells) + " |")
 
 

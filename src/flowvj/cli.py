@@ -2,7 +2,9 @@
 
 import argparse
 import json
+import os
 import sys
+import warnings
 
 from .errors import UserError
 
@@ -90,7 +92,15 @@ def build_parser():
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"flowvj: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None):
+    # OpenMP threads that spin while waiting made training ~10x slower whenever another process
+    # shared the cores; passive waiting costs little when the machine is idle. Must precede torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

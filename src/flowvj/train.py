@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,13 @@ def _truncate_log(path, last_step):
     """Drop log lines past the checkpoint: a resumed run redoes those steps."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # a line torn by a crash: the resumed run rewrites that step anyway
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in keep))
 
@@ -204,8 +211,10 @@ def train(opts: TrainOptions):
         _truncate_log(history_path, state["step"])
 
     stop_requested = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop_requested.append(True))
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step, checkpoint, then stop
+            previous_handlers[sig] = signal.signal(sig, lambda *_: stop_requested.append(True))
 
     def checkpoint():
         if ddp.is_main:
@@ -216,12 +225,12 @@ def train(opts: TrainOptions):
     t_start, cpu_start = time.monotonic(), time.process_time()
     base_wall, base_cpu = state["wall_s"], state["cpu_s"]
     last_ckpt = time.monotonic()
-    stop = False
+    stop = opts.max_steps is not None and state["step"] >= opts.max_steps
     total_steps = opts.epochs * steps_per_epoch
     if opts.max_steps is not None:
         total_steps = min(total_steps, opts.max_steps)
     report = ProgressReport("train", total_steps, unit="step", start=state["step"]) if ddp.is_main else None
-    log_file = open(log_path, "a") if ddp.is_main else None
+    log_file = open(log_path, "a", buffering=1) if ddp.is_main else None  # line-buffered: tail -f works
     try:
         while state["epoch"] < opts.epochs and not stop:
             epoch = state["epoch"]
@@ -266,6 +275,7 @@ def train(opts: TrainOptions):
                 if test_images is not None and ddp.is_main:
                     test_bpd = evaluate(model, test_images, show_progress=False)["bits_per_dim"]
                 if ddp.is_main:
+                    log_file.flush()
                     save_sample_grid(model, out / f"samples-epoch{epoch + 1:03d}.png", seed=seed)
                     entry = {"epoch": epoch + 1, "step": state["step"], "cpu_hours": state["cpu_s"] / 3600,
                              "wall_hours": state["wall_s"] / 3600, "test_bits_per_dim": test_bpd,
@@ -275,7 +285,6 @@ def train(opts: TrainOptions):
                     print(f"epoch {epoch + 1} done: train {entry['train_bits_per_dim']:.4f} bpd, "
                           f"test {test_bpd if test_bpd is None else round(test_bpd, 4)} bpd, "
                           f"{state['cpu_s'] / 3600:.2f} CPU-hours", flush=True)
-                    log_file.flush()
                 checkpoint()
                 last_ckpt = time.monotonic()
                 ddp.barrier()
@@ -284,6 +293,8 @@ def train(opts: TrainOptions):
             report.close()
         if log_file:
             log_file.close()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         ddp.close()
     if ddp.is_main:
         print(f"stopped at epoch {state['epoch']}, step {state['step']} after "

@@ -1,5 +1,6 @@
 """Named model sizes. `full` is the paper's CIFAR-10 model; `lite` is sized by
-benchmarks/flow_speed.py to decode >= 60 frames/s at batch 1 on one CPU core; `tiny` is for tests."""
+benchmarks/flow_speed.py to decode >= 60 frames/s at batch 1 on one CPU core through ONNX Runtime
+(fast.OnnxInverse; eager torch is overhead-bound at batch 1 and reaches ~40-75); `tiny` is for tests."""
 
 from dataclasses import replace
 
