@@ -8,6 +8,7 @@ float32 rounding).
 """
 
 import io
+import warnings
 
 import torch
 from torch import nn
@@ -53,8 +54,10 @@ def export_inverse_onnx(model, batch=1):
     fused = fuse_for_inference(model)
     z = torch.zeros(batch, *fused.shape)
     buf = io.BytesIO()
-    torch.onnx.export(_Inverse(fused), (z,), buf, input_names=["z"], output_names=["x"],
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Inverse(fused), (z,), buf, input_names=["z"], output_names=["x"],
+                          opset_version=17, dynamo=False)
     return buf.getvalue()
 
 
