@@ -31,7 +31,8 @@ def _eval(args):
 
     torch.set_num_threads(args.threads) if args.threads else None
     model = load_model(args.model)
-    images = load_dataset(args.data, "test", model.config.image_size, args.cache_dir).images[: args.limit]
+    images = load_dataset(args.data, "test", model.config.image_size, args.cache_dir,
+                          args.download).images[: args.limit]
     result = evaluate(model, images, seed=args.seed, show_progress=not args.json)
     if args.json:
         print(json.dumps(result))
@@ -88,6 +89,7 @@ def build_parser():
     e.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
     e.add_argument("--threads", type=_positive(int))
     e.add_argument("--cache-dir")
+    e.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     e.set_defaults(run=_eval)
     return parser
 
