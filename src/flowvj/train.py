@@ -258,7 +258,7 @@ def train(opts: TrainOptions):
                     log_file.write(json.dumps({"step": step + 1, "epoch": epoch, "bpd": bpd.item(),
                                                "loss": loss.item(), "grad_norm": grad_norm.item()}) + "\n")
                     img_s = report.rate * opts.batch_size * ddp.world
-                    report.update(1, epoch=epoch, bpd=bpd.item(), img_s=img_s)
+                    report.update(1, epoch=epoch, loss=loss.item(), bpd=bpd.item(), img_s=img_s)
                 out_of_time = opts.max_minutes is not None and state["wall_s"] - base_wall >= opts.max_minutes * 60
                 at_max = opts.max_steps is not None and state["step"] >= opts.max_steps
                 due = (opts.checkpoint_steps and state["step"] % opts.checkpoint_steps == 0) or \
