@@ -6,14 +6,35 @@ STAMP := $(VENV)/.installed
 # The workplace's copy of CIFAR-10 when present; otherwise the official archive is downloaded.
 CIFAR := $(if $(wildcard ../shared/data/cifar10/train),../shared/data/cifar10,cifar10 --download)
 
-.PHONY: demo test setup clean
+# Debian packages for sound: PortAudio for sounddevice, and a PulseAudio daemon with ALSA's pulse
+# plugin, which the live-audio tests start privately (no sound card needed).
+SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+
+.PHONY: demo test setup system-packages clean
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-packages
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
+
+# Installs what is missing when we are root with apt-get; otherwise says what to install and goes
+# on (offline rendering and training need none of it; macOS/Windows wheels bundle PortAudio).
+system-packages:
+	@command -v dpkg >/dev/null || exit 0; \
+	missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	missing=$$(echo $$missing); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing system packages: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $$missing; \
+	else \
+		echo "flowvj: sound devices and the live-audio tests need: $$missing" \
+			"(sudo apt-get install --no-install-recommends $$missing); continuing without them"; \
+	fi
 
 # Until the show exists: train a small flow for two minutes (continuing on later runs), then
 # evaluate it on 1,000 test images.

@@ -41,6 +41,27 @@ def _eval(args):
             print(f"{key}: {value}")
 
 
+def _devices(args):
+    from .audio.devices import devices_table
+
+    print(devices_table())
+
+
+def _analyze(args):
+    from .audio.analyzer import analyze
+    from .audio.sources import FileSource
+
+    if args.min_bpm >= args.max_bpm:
+        raise UserError(f"--min-bpm {args.min_bpm:g} must be below --max-bpm {args.max_bpm:g}")
+    source = FileSource(args.track)
+    result = analyze(source.samples, source.rate, tempo_range=(args.min_bpm, args.max_bpm))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"tempo: {result['tempo_bpm']:.2f} BPM, {len(result['beats'])} beats, "
+              f"{len(result['onsets'])} onsets, {result['duration']:.1f} s")
+
+
 def _positive(kind):
     def parse(text):
         try:
@@ -91,6 +112,17 @@ def build_parser():
     e.add_argument("--cache-dir")
     e.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     e.set_defaults(run=_eval)
+
+    d = sub.add_parser("devices", help="list sound inputs and outputs (index, name, channels, rate, host API)")
+    d.set_defaults(run=_devices)
+
+    a = sub.add_parser("analyze", help="tempo, beats and onsets of a track, from the same causal analyzer as live")
+    a.add_argument("track", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...)")
+    a.add_argument("--json", action="store_true",
+                   help='print {"tempo_bpm", "beats", "onsets", "duration"} (times in seconds)')
+    a.add_argument("--min-bpm", type=_positive(float), default=80.0, help="preferred tempo range, low end")
+    a.add_argument("--max-bpm", type=_positive(float), default=180.0, help="preferred tempo range, high end")
+    a.set_defaults(run=_analyze)
     return parser
 
 
