@@ -10,7 +10,7 @@ CIFAR := $(if $(wildcard ../shared/data/cifar10/train),../shared/data/cifar10,ci
 # plugin, which the live-audio tests start privately (no sound card needed).
 SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
 
-.PHONY: demo test setup system-packages clean
+.PHONY: demo test setup system-packages clean train-lite snapshot-lite
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-packages
@@ -45,6 +45,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The shipped lite model trains across sessions: runs/ is ignored, training/lite/ (committed)
+# carries the resumable checkpoint and the per-epoch history from one session to the next.
+train-lite: $(STAMP)
+	mkdir -p runs/lite
+	test -f runs/lite/ckpt.pt || cp training/lite/ckpt.pt training/lite/history.jsonl runs/lite/
+	OMP_WAIT_POLICY=PASSIVE nohup $(BIN)/flowvj train --preset lite --data ../shared/data/cifar10 \
+		--out runs/lite --resume --threads 2 --checkpoint-minutes 10 >> runs/lite/train.log 2>&1 &
+	@echo "training in the background; progress: tail -f runs/lite/train.log"
+
+snapshot-lite:
+	mkdir -p training/lite
+	cp runs/lite/ckpt.pt runs/lite/history.jsonl training/lite/
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

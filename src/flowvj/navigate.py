@@ -1,0 +1,271 @@
+"""The Navigator: audio Features in, one latent z per frame out.
+
+It holds the images' latents (exact encodings from the flow, shape (n_images, ...)) and a current
+position r. Each frame the active mode proposes a destination d from the Features, and r moves
+toward it: r <- interpolate(r, d, 1 - exp(-dt/follow_s)). The coefficient comes from dt, so 30
+and 60 fps trace the same path in time; nothing jumps unless a mode means to (and even then r
+follows within ~follow_s). Modes are small classes with one interface (`start`, `destination`),
+chosen by name and switchable live: the old mode keeps running while its destination is
+cross-faded into the new one's over `crossfade_s`.
+
+Why norms matter: the flow decodes latents pushed to ~2x the images' typical norm to flat,
+posterised colour (DESIGN.md), and a straight line between two near-orthogonal latents dips to
+~0.7x at its middle (washed-out frames). 'slerp' therefore moves directions along the great
+circle and interpolates the norm linearly, and blends of n latents use the normalised weighted
+sum rescaled to the weighted mean norm, so every z stays near the images' own norms.
+
+numpy only: the engine encodes the images with the flow elsewhere and decodes each z.
+"""
+
+import numpy as np
+
+from .audio.analyzer import smoothing_coefficient
+from .errors import UserError
+
+INTERPOLATIONS = ("linear", "slerp")
+
+
+def lerp(a, b, t):
+    """Straight line from a (t=0) to b (t=1); shrinks the norm between near-orthogonal latents."""
+    return a + t * (b - a)
+
+
+def slerp(a, b, t):
+    """Norm-keeping interpolation of flat vectors: the direction follows the great circle from a
+    to b, the norm goes linearly from |a| to |b| (two equal norms stay equal all the way).
+    Near-parallel (or near-antiparallel, or zero) vectors fall back to the straight line, where
+    the great circle is undefined or numerically unstable."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na < 1e-12 or nb < 1e-12:
+        return lerp(a, b, t)
+    ua, ub = a / na, b / nb
+    omega = np.arccos(np.clip(ua @ ub, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return lerp(a, b, t)
+    direction = (np.sin((1 - t) * omega) * ua + np.sin(t * omega) * ub) / np.sin(omega)
+    return direction * (na + t * (nb - na))
+
+
+def blend(latents, weights, interpolation):
+    """Weighted combination of flat latents (n, D) with weights (n,) summing to 1. 'slerp' rescales
+    the weighted sum to the weighted mean norm (a slerp-like blend of n points that keeps norms;
+    a plain sum of near-orthogonal latents shrinks toward 1/sqrt(n) of their norm)."""
+    total = weights @ latents
+    if interpolation == "linear":
+        return total
+    norm, target = np.linalg.norm(total), weights @ np.linalg.norm(latents, axis=1)
+    return total if norm < 1e-9 * max(target, 1e-12) else total * (target / norm)
+
+
+def rebin(values, n):
+    """Average `values` (m,) into n equal sections (piecewise-constant, so m < n repeats values):
+    the weighted mode needs one level per image whatever the analyzer's band count."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) == n:
+        return values
+    cumulative = np.concatenate(([0.0], np.cumsum(values)))
+    edges = np.linspace(0, len(values), n + 1)
+    return np.diff(np.interp(edges, np.arange(len(values) + 1), cumulative)) / np.diff(edges)
+
+
+def softmax(x, temperature):
+    """exp(x / temperature), normalised: low temperature -> one-hot, high -> uniform."""
+    e = np.exp((x - np.max(x)) / temperature)
+    return e / e.sum()
+
+
+def _positive(name, value, allow_zero=False):
+    """Check a number option; a UserError names it and what was expected."""
+    ok = isinstance(value, (int, float, np.number)) and np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise UserError(f"navigator option {name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+    return float(value)
+
+
+class Mode:
+    """One way of choosing the destination. `start(r)` is called when the mode takes over from
+    position r (so it can begin near it); `destination(features, dt_s)` returns a flat float64
+    latent each frame. Subclasses set `min_images` when they need more than one image."""
+
+    min_images = 1
+
+    def __init__(self, latents, interpolate, rng):
+        self.latents, self.interpolate, self.rng = latents, interpolate, rng
+
+    def nearest_image(self, r):
+        return int(np.argmin(np.linalg.norm(self.latents - r, axis=1)))
+
+    def start(self, r):
+        pass
+
+    def destination(self, features, dt_s):
+        raise NotImplementedError
+
+
+class WeightedMode(Mode):
+    """Spectrum -> image weights: the band energies, one section per image, go through a softmax
+    with `temperature` (band levels are 0..1, so ~0.1 makes the loudest band's image dominate and
+    ~1 mixes them all). The original authors' version was static without a temperature and
+    flickered with a high one; here the weights are smoothed with time constant `smoothing_s`
+    seconds, so each weight moves at most dt/smoothing_s of the gap per frame."""
+
+    def __init__(self, latents, interpolate, rng, interpolation="slerp", temperature=0.1, smoothing_s=0.5):
+        super().__init__(latents, interpolate, rng)
+        self.interpolation = interpolation
+        self.temperature = _positive("temperature", temperature)
+        self.smoothing_s = _positive("smoothing_s", smoothing_s, allow_zero=True)
+        self.weights = np.full(len(latents), 1.0 / len(latents))
+
+    def start(self, r):
+        self.weights = np.eye(len(self.latents))[self.nearest_image(r)]   # begin where r is
+
+    def destination(self, features, dt_s):
+        target = softmax(rebin(features.band_energy, len(self.latents)), self.temperature)
+        self.weights = self.weights + smoothing_coefficient(self.smoothing_s, dt_s) * (target - self.weights)
+        return blend(self.latents, self.weights, self.interpolation)
+
+
+class MagellanMode(Mode):
+    """Circle round the images in order, interpolating between neighbours. The position advances
+    `images_per_s` x 2 x rms_smooth (so music at its average level, rms_smooth 0.5, travels at
+    `images_per_s`), never slower than `drift` x images_per_s: quiet music drifts, loud travels."""
+
+    min_images = 2
+
+    def __init__(self, latents, interpolate, rng, images_per_s=0.25, drift=0.1):
+        super().__init__(latents, interpolate, rng)
+        self.images_per_s = _positive("images_per_s", images_per_s, allow_zero=True)
+        self.drift = _positive("drift", drift, allow_zero=True)
+        self.position = 0.0             # in images; wraps round n
+
+    def start(self, r):
+        self.position = float(self.nearest_image(r))
+
+    def destination(self, features, dt_s):
+        n = len(self.latents)
+        self.position = (self.position + dt_s * self.images_per_s * max(2.0 * features.rms_smooth, self.drift)) % n
+        i = int(self.position)
+        return self.interpolate(self.latents[i], self.latents[(i + 1) % n], self.position - i)
+
+
+class ExploreMode(Mode):
+    """From the current (home) image, morph toward a randomly chosen other image. The amount of
+    the morph follows `rms_amount` x rms_smooth, jumps up by `kick_jump` x kick strength on each
+    kick (the one deliberate jump), and relaxes back with time constant `relax_s`. Every
+    `beats_per_target` beats (or that many half-seconds before the tempo locks) a new target is
+    drawn from the seeded RNG; if the morph was past halfway the old target becomes home. The
+    old (home, target) pair's point is cross-faded into the new pair's over `pick_fade_s`, so
+    a pick never snaps the picture (picks fall on the beat, where kicks already punch)."""
+
+    min_images = 2
+
+    def __init__(self, latents, interpolate, rng, rms_amount=0.4, kick_jump=0.5, relax_s=0.5,
+                 beats_per_target=8, pick_fade_s=0.5):
+        super().__init__(latents, interpolate, rng)
+        self.rms_amount = _positive("rms_amount", rms_amount, allow_zero=True)
+        self.kick_jump = _positive("kick_jump", kick_jump, allow_zero=True)
+        self.relax_s = _positive("relax_s", relax_s, allow_zero=True)
+        self.pick_fade_s = _positive("pick_fade_s", pick_fade_s, allow_zero=True)
+        if not isinstance(beats_per_target, (int, np.integer)) or beats_per_target < 1:
+            raise UserError(f"navigator option beats_per_target must be a whole number >= 1, got {beats_per_target!r}")
+        self.beats_per_target = int(beats_per_target)
+        self.start(latents[0])
+
+    def _pick_other(self, index):
+        return int((index + 1 + self.rng.integers(len(self.latents) - 1)) % len(self.latents))
+
+    def start(self, r):
+        self.home, self.amount, self.beats, self.since_pick_s = self.nearest_image(r), 0.0, 0, 0.0
+        self.target = self._pick_other(self.home)
+        self.previous, self.fade = None, 1.0          # the (home, target) pair fading out
+
+    def _point(self, home, target):
+        return self.interpolate(self.latents[home], self.latents[target], self.amount)
+
+    def destination(self, features, dt_s):
+        self.since_pick_s += dt_s
+        self.beats += bool(features.beat)
+        no_tempo_due = features.tempo_bpm <= 0 and self.since_pick_s >= 0.5 * self.beats_per_target
+        if (features.beat and self.beats >= self.beats_per_target) or no_tempo_due:
+            self.previous, self.fade = (self.home, self.target), 0.0
+            if self.amount > 0.5:
+                self.home = self.target
+            self.target = self._pick_other(self.home)
+            self.beats, self.since_pick_s = 0, 0.0
+        if features.kick_onset:
+            self.amount = min(1.0, self.amount + self.kick_jump * features.kick)
+        rest = min(1.0, self.rms_amount * features.rms_smooth)
+        self.amount += float(smoothing_coefficient(self.relax_s, dt_s)) * (rest - self.amount)
+        d = self._point(self.home, self.target)
+        if self.previous is not None:
+            self.fade = min(1.0, self.fade + dt_s / self.pick_fade_s) if self.pick_fade_s > 0 else 1.0
+            d = self.interpolate(self._point(*self.previous), d, self.fade * self.fade * (3 - 2 * self.fade))
+            if self.fade >= 1.0:
+                self.previous = None
+        return d
+
+
+MODES = {"weighted": WeightedMode, "magellan": MagellanMode, "explore": ExploreMode}
+
+
+class Navigator:
+    """Holds `image_latents` (n_images, ...) and the position r; `step(features, dt_s)` returns
+    the next z (float32, the shape of one image latent).
+
+    Parameters
+    ----------
+    image_latents : array (n_images, ...), the images' exact latents from the flow.
+    mode : 'weighted' | 'magellan' | 'explore'.  mode_options go to the mode (temperature, ...).
+    interpolation : 'slerp' (keeps norms, default) or 'linear'.
+    follow_s : time constant (s) of r following the mode's destination (0 = jump to it).
+    crossfade_s : how long a live mode switch fades from the old mode's destination to the new.
+    seed : makes runs reproducible: the same Features sequence and seed give the same z sequence.
+    """
+
+    def __init__(self, image_latents, mode="weighted", interpolation="slerp", follow_s=0.1,
+                 crossfade_s=0.75, seed=0, **mode_options):
+        latents = np.asarray(image_latents, dtype=np.float64)
+        if latents.ndim < 2 or len(latents) < 1 or not np.all(np.isfinite(latents)):
+            raise UserError(f"navigator needs finite image latents shaped (n_images, ...), got shape {latents.shape}")
+        if interpolation not in INTERPOLATIONS:
+            raise UserError(f"unknown interpolation {interpolation!r}; expected one of: {', '.join(INTERPOLATIONS)}")
+        self.image_latents, self.latent_shape = latents.reshape(len(latents), -1), latents.shape[1:]
+        self.interpolation = interpolation
+        self.interpolate = slerp if interpolation == "slerp" else lerp
+        self.follow_s = _positive("follow_s", follow_s, allow_zero=True)
+        self.crossfade_s = _positive("crossfade_s", crossfade_s, allow_zero=True)
+        self.rng = np.random.default_rng(seed)
+        self.r = self.image_latents[0].copy()
+        self.mode_name, self.mode, self._old_mode, self._fade = None, None, None, 1.0
+        self.set_mode(mode, **mode_options)
+        self._fade = 1.0                # the first mode starts at once: nothing to fade from
+
+    def set_mode(self, name, **mode_options):
+        """Switch to mode `name` live: the old mode keeps running while its destination is
+        cross-faded into the new one's over crossfade_s (smoothstep), so r never jumps."""
+        if name not in MODES:
+            raise UserError(f"unknown navigator mode {name!r}; expected one of: {', '.join(MODES)}")
+        cls = MODES[name]
+        if len(self.image_latents) < cls.min_images:
+            raise UserError(f"navigator mode {name!r} needs at least {cls.min_images} images, got {len(self.image_latents)}")
+        if cls is WeightedMode:
+            mode_options = {"interpolation": self.interpolation, **mode_options}
+        try:
+            new = cls(self.image_latents, self.interpolate, self.rng, **mode_options)
+        except TypeError as error:       # an option the mode does not have
+            raise UserError(f"navigator mode {name!r}: {error}") from None
+        new.start(self.r)
+        self._old_mode, self._fade = self.mode, 0.0
+        self.mode, self.mode_name = new, name
+
+    def step(self, features, dt_s):
+        """Advance dt_s seconds with these Features; returns z (float32, one image latent's shape)."""
+        d = self.mode.destination(features, dt_s)
+        if self._old_mode is not None and self._fade < 1.0:
+            self._fade = min(1.0, self._fade + dt_s / self.crossfade_s) if self.crossfade_s > 0 else 1.0
+            s = self._fade * self._fade * (3 - 2 * self._fade)
+            d = self.interpolate(self._old_mode.destination(features, dt_s), d, s)
+        if self._fade >= 1.0:
+            self._old_mode = None
+        self.r = self.interpolate(self.r, d, float(smoothing_coefficient(self.follow_s, dt_s)))
+        return self.r.reshape(self.latent_shape).astype(np.float32)

@@ -1,0 +1,244 @@
+"""The Navigator: smooth, frame-rate independent, norm-keeping moves through the images' latents.
+
+Latents here are Gaussian (what a trained flow maps images near to), 3x32x32 like the real ones,
+with per-image norms 0.85-1.15x apart. Audio-driven tests run the real Analyzer over the demo
+synth track, whose beats and kicks are real.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from flowvj.audio.analyzer import Analyzer, Features
+from flowvj.audio.synth import synth_track
+from flowvj.errors import UserError
+from flowvj.navigate import MODES, Navigator, blend, rebin, slerp
+
+RATE = 44100
+
+
+def image_latents(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 3, 32, 32))
+    return (z * np.linspace(0.85, 1.15, n)[:, None, None, None]).astype(np.float32)
+
+
+def mean_norm(latents):
+    return float(np.linalg.norm(latents.reshape(len(latents), -1), axis=1).mean())
+
+
+def features(t, dt, band_energy=(0.3, 0.3, 0.3, 0.3), rms_smooth=0.5, kick=False, beat=False, tempo_bpm=120.0):
+    """A synthetic Features record: only what the navigator reads is varied."""
+    bands = np.asarray(band_energy, dtype=np.float32)
+    return Features(time_s=t, dt_s=dt, rms=rms_smooth, rms_smooth=rms_smooth, band_energy=bands,
+                    band_smooth=bands, onset_strength=float(kick), onset=kick, band_onset=bands * 0,
+                    kick=1.0 if kick else 0.0, kick_onset=kick, snare=0.0, snare_onset=False, hats=0.0,
+                    hats_onset=False, tempo_bpm=tempo_bpm, beat=beat, beat_phase=0.0,
+                    beat_confidence=1.0, gain_db=0.0)
+
+
+@lru_cache(maxsize=None)
+def synth_features(fps, duration_s=12.0, n_bands=4, seed=1):
+    """Analyzer Features of the demo track, one block per video frame (so dt = 1/fps)."""
+    audio = synth_track(duration_s=duration_s, seed=seed).audio
+    analyzer, block = Analyzer(RATE, n_bands=n_bands), RATE // fps
+    return tuple(analyzer.process(audio[i:i + block]) for i in range(0, len(audio) - block + 1, block))
+
+
+def run(navigator, feature_seq):
+    return np.stack([navigator.step(f, f.dt_s) for f in feature_seq])
+
+
+def steps(zs):
+    return np.linalg.norm(np.diff(zs.reshape(len(zs), -1), axis=0), axis=1)
+
+
+def test_step_returns_float32_latent_of_one_image_shape():
+    z = Navigator(image_latents()).step(features(0.0, 1 / 30), 1 / 30)
+    assert z.dtype == np.float32 and z.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("mode, bound", [("weighted", 0.08), ("magellan", 0.03), ("explore", 0.3)])
+@pytest.mark.parametrize("fps", [30, 60])
+def test_position_moves_in_bounded_steps(mode, bound, fps):
+    latents = image_latents()
+    zs = run(Navigator(latents, mode=mode, seed=3), synth_features(fps))
+    # per frame, relative to the latents' norm, halving at twice the frame rate; explore's kicks
+    # are deliberate punches, still spread by follow_s over a few frames (unsmoothed: ~0.7)
+    assert steps(zs).max() / mean_norm(latents) < bound * 30 / fps
+
+
+def piecewise_features(fps, duration_s=6.0):
+    """Synthetic music that changes every 0.5 s (loud band, level), held constant in between,
+    with no events: the same signal at any frame rate."""
+    rng, dt = np.random.default_rng(0), 1.0 / fps
+    segments = [(rng.uniform(0.1, 0.9, 4), rng.uniform(0.1, 0.9)) for _ in range(int(duration_s / 0.5))]
+    return [features(i * dt, dt, *segments[int(i * dt / 0.5 + 1e-9)]) for i in range(int(duration_s * fps))]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_trajectory_in_time_is_the_same_at_30_and_60_fps(mode):
+    latents = image_latents()
+    z30 = run(Navigator(latents, mode=mode), piecewise_features(30))
+    z60 = run(Navigator(latents, mode=mode), piecewise_features(60))
+    gap = np.linalg.norm((z30 - z60[1::2]).reshape(len(z30), -1), axis=1)     # the same end times
+    # exact for a held destination; following a moving one lags by O(dt): weighted, the fastest
+    # mover here (~1 norm/s), ends within 2 % of the latents' norm, the others within 0.5 %
+    assert gap.max() / mean_norm(latents) < 0.025
+
+
+@pytest.mark.parametrize("mode, tolerance", [("weighted", 0.1), ("magellan", 0.02)])
+def test_trajectory_on_real_audio_is_nearly_the_same_at_30_and_60_fps(mode, tolerance):
+    # the analyzer's per-block levels differ with the block size (1470 vs 735 samples), and the
+    # softmax of a mean is not the mean of softmaxes: weighted differs more than magellan
+    latents = image_latents()
+    z30 = run(Navigator(latents, mode=mode), synth_features(30))
+    z60 = run(Navigator(latents, mode=mode), synth_features(60))
+    n = min(len(z30), len(z60) // 2)
+    gap = np.linalg.norm((z30[:n] - z60[1::2][:n]).reshape(n, -1), axis=1)
+    assert gap.max() / mean_norm(latents) < tolerance
+
+
+def test_weighted_one_loud_band_goes_to_its_image():
+    latents = image_latents()
+    nav, dt = Navigator(latents, mode="weighted"), 1 / 30
+    for i in range(150):
+        z = nav.step(features(i * dt, dt, band_energy=(0.2, 0.2, 0.9, 0.2)), dt)
+    assert np.linalg.norm(z - latents[2]) / mean_norm(latents) < 0.05
+
+
+@pytest.mark.parametrize("temperature, check", [(20.0, lambda w: w.max() - w.min() < 0.02),
+                                                (0.02, lambda w: w.max() > 0.99)])
+def test_weighted_temperature_high_is_uniform_low_is_one_hot(temperature, check):
+    nav, dt = Navigator(image_latents(), mode="weighted", temperature=temperature), 1 / 30
+    for i in range(150):
+        nav.step(features(i * dt, dt, band_energy=(0.2, 0.5, 0.8, 0.3)), dt)
+    assert check(nav.mode.weights)
+
+
+def test_weighted_smoothing_bounds_weight_change_per_second():
+    nav, dt = Navigator(image_latents(), mode="weighted", temperature=0.02, smoothing_s=0.5), 1 / 60
+    for i in range(120):
+        nav.step(features(i * dt, dt, band_energy=(0.9, 0.2, 0.2, 0.2)), dt)
+    before, history = nav.mode.weights.copy(), []
+    for i in range(60):                                      # the loud band moves at once
+        nav.step(features(2 + i * dt, dt, band_energy=(0.2, 0.2, 0.2, 0.9)), dt)
+        history.append(nav.mode.weights.copy())
+    per_frame = np.abs(np.diff([before] + history, axis=0)).max()
+    assert per_frame <= dt / 0.5 + 1e-9                       # at most dt/smoothing_s per frame
+    assert 0.8 < history[-1][3] < 1 - np.exp(-1 / 0.5) + 0.01   # one second: ~1 - e^-2 of the way
+
+
+def test_weighted_rebins_more_bands_than_images():
+    assert np.allclose(rebin([1, 1, 3, 3, 5, 5, 7, 7], 4), [1, 3, 5, 7])
+    nav, dt = Navigator(image_latents(), mode="weighted", temperature=0.02), 1 / 30
+    for i in range(90):
+        nav.step(features(i * dt, dt, band_energy=(0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.2, 0.2)), dt)
+    assert nav.mode.weights.argmax() == 2
+
+
+def test_magellan_travels_farther_with_loud_audio_than_quiet():
+    def path_length(rms):
+        nav, dt = Navigator(image_latents(), mode="magellan"), 1 / 30
+        return steps(np.stack([nav.step(features(i * dt, dt, rms_smooth=rms), dt) for i in range(120)])).sum()
+    assert path_length(0.9) > 3 * path_length(0.1)
+
+
+def test_explore_distance_from_home_rises_on_a_kick_then_relaxes():
+    latents = image_latents()
+    nav, dt = Navigator(latents, mode="explore", seed=0), 1 / 60
+    home = latents[nav.mode.home]
+    distance = []
+    for i in range(240):                                     # a single kick at 1 s
+        z = nav.step(features(i * dt, dt, rms_smooth=0.2, kick=(i == 60)), dt)
+        distance.append(np.linalg.norm(z - home) / mean_norm(latents))
+    settled, peak, later = distance[59], max(distance[60:90]), distance[-1]
+    assert peak > settled + 0.3
+    assert later < settled + 0.05
+
+
+def test_explore_picks_a_new_target_every_n_beats():
+    nav, dt = Navigator(image_latents(6), mode="explore", beats_per_target=4, seed=5), 1 / 30
+    picks, beats = [], 0
+    for i in range(30 * 16):                                 # a beat every 0.5 s for 16 s: 32 beats
+        beat = i % 15 == 0
+        beats += beat
+        target = nav.mode.target
+        nav.step(features(i * dt, dt, beat=beat), dt)
+        if nav.mode.target != target:
+            picks.append((beat, beats))
+    assert all(beat and count % 4 == 0 for beat, count in picks)   # only on every 4th beat
+    assert len(picks) >= 6                                    # of 8 picks, most draw a new image
+
+
+def test_same_seed_same_path_other_seed_other_path():
+    latents, feats = image_latents(6), synth_features(30)
+    a = run(Navigator(latents, mode="explore", seed=7), feats)
+    b = run(Navigator(latents, mode="explore", seed=7), feats)
+    c = run(Navigator(latents, mode="explore", seed=8), feats)
+    assert np.array_equal(a, b)
+    assert np.abs(a - c).max() > 0.1 * np.abs(latents).max()
+
+
+def test_mode_switch_crossfades_without_a_jump():
+    latents = image_latents()
+    nav = Navigator(latents, mode="weighted", follow_s=0.0, temperature=0.02)   # no follow smoothing
+    dt, zs = 1 / 60, []
+    for i in range(240):
+        if i == 120:
+            nav.set_mode("magellan")
+        zs.append(nav.step(features(i * dt, dt, band_energy=(0.2, 0.2, 0.9, 0.2)), dt))
+    moved = np.linalg.norm(zs[-1] - zs[119]) / mean_norm(latents)
+    assert moved > 0.5                                        # the new mode is somewhere else ...
+    assert steps(np.stack(zs[110:])).max() / mean_norm(latents) < 0.05   # ... reached with no jump
+
+
+def test_slerp_keeps_norm_where_linear_shrinks_it():
+    a, b = image_latents(2).reshape(2, -1).astype(np.float64)
+    b = b * np.linalg.norm(a) / np.linalg.norm(b)
+    half_slerp = np.linalg.norm(slerp(a, b, 0.5)) / np.linalg.norm(a)
+    half_linear = np.linalg.norm((a + b) / 2) / np.linalg.norm(a)
+    assert abs(half_slerp - 1) < 1e-9 and half_linear < 0.75
+    assert np.allclose(slerp(a, a * (1 + 1e-12), 0.3), a)    # near-parallel: no division by ~0
+
+
+def test_blend_rescales_to_the_weighted_mean_norm():
+    latents = image_latents(4).reshape(4, -1).astype(np.float64)
+    weights = np.array([0.1, 0.2, 0.3, 0.4])
+    target = weights @ np.linalg.norm(latents, axis=1)
+    assert abs(np.linalg.norm(blend(latents, weights, "slerp")) / target - 1) < 1e-9
+    assert np.linalg.norm(blend(latents, weights, "linear")) / target < 0.7
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_norms_stay_near_the_images_norms_over_a_long_run(mode):
+    latents = image_latents(5)
+    zs = run(Navigator(latents, mode=mode, seed=2), synth_features(30, duration_s=30.0, n_bands=5))
+    ratio = np.linalg.norm(zs.reshape(len(zs), -1), axis=1) / mean_norm(latents)
+    assert 0.7 < ratio.min() and ratio.max() < 1.3
+
+
+def test_unknown_mode_is_a_one_line_user_error_listing_the_modes():
+    with pytest.raises(UserError) as error:
+        Navigator(image_latents(), mode="warp")
+    message = str(error.value)
+    assert "\n" not in message and all(name in message for name in ("weighted", "magellan", "explore"))
+
+
+@pytest.mark.parametrize("mode", ["magellan", "explore"])
+def test_travelling_modes_need_two_images(mode):
+    with pytest.raises(UserError, match="at least 2 images"):
+        Navigator(image_latents(1), mode=mode)
+
+
+@pytest.mark.parametrize("options, name", [({"temperature": 0}, "temperature"),
+                                           ({"temperature": float("nan")}, "temperature"),
+                                           ({"follow_s": -1}, "follow_s"),
+                                           ({"interpolation": "cubic"}, "interpolation"),
+                                           ({"mode": "explore", "beats_per_target": 0}, "beats_per_target"),
+                                           ({"mode": "magellan", "images_per_s": -0.1}, "images_per_s"),
+                                           ({"mode": "magellan", "temperature": 1.0}, "temperature")])
+def test_bad_options_are_user_errors_naming_the_option(options, name):
+    with pytest.raises(UserError, match=name):
+        Navigator(image_latents(), **options)
