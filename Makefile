@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 CIFAR := $(if $(wildcard ../shared/data/cifar10/train),../shared/data/cifar10,cifar10 --download)
 
 # Debian packages for sound: PortAudio for sounddevice, and a PulseAudio daemon with ALSA's pulse
-# plugin, which the live-audio tests start privately (no sound card needed).
-SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+# plugin, which the live-audio tests start privately (no sound card needed); and Chromium, which
+# the browser-view test drives through playwright (no browser download).
+SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium
 
 .PHONY: demo test setup system-packages clean train-lite snapshot-lite
 
@@ -32,7 +33,7 @@ system-packages:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 			--no-install-recommends $$missing; \
 	else \
-		echo "flowvj: sound devices and the live-audio tests need: $$missing" \
+		echo "flowvj: sound devices, the live-audio and browser tests need: $$missing" \
 			"(sudo apt-get install --no-install-recommends $$missing); continuing without them"; \
 	fi
 

@@ -62,6 +62,27 @@ def _analyze(args):
               f"{len(result['onsets'])} onsets, {result['duration']:.1f} s")
 
 
+def _render(args):
+    from .engine import render
+    from .outputs.video import parse_size
+
+    frames = render(args.track, args.output, images=args.images, model_path=args.model, mode=args.mode,
+                    size=parse_size(args.size), fps=args.fps, duration_s=args.duration, start_s=args.start,
+                    seed=args.seed, encoder_preset=args.encoder_preset)
+    print(f"wrote {args.output} ({frames} frames)")
+
+
+def _sync(args):
+    from .metrics import sync_report
+
+    result = sync_report(args.video, args.audio)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
 def _positive(kind):
     def parse(text):
         try:
@@ -123,7 +144,35 @@ def build_parser():
     a.add_argument("--min-bpm", type=_positive(float), default=80.0, help="preferred tempo range, low end")
     a.add_argument("--max-bpm", type=_positive(float), default=180.0, help="preferred tempo range, high end")
     a.set_defaults(run=_analyze)
+
+    s = sub.add_parser("sync", help="how well a video moves with its music: onset/motion cross-correlation, "
+                                    "AV-Align, beat alignment, idle jitter")
+    s.add_argument("video", help="rendered video (mp4 or anything FFmpeg reads)")
+    s.add_argument("--audio", help="the track (default: the video's own audio stream)")
+    s.add_argument("--json", action="store_true", help="print one JSON object (xcorr_peak, xcorr_lag_ms, "
+                                                        "av_align, idle_jitter, ...)")
+    s.set_defaults(run=_sync)
+    r = sub.add_parser("render", help="render a music video: the track muxed in, H.264 + AAC")
+    r.add_argument("track", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...)")
+    r.add_argument("-o", "--output", required=True, help="the .mp4 to write (atomically)")
+    _show_options(r)
+    r.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT, even numbers (default 1280x720)")
+    r.add_argument("--fps", type=_positive(float), default=30.0)
+    r.add_argument("--duration", type=_positive(float), help="seconds of the track to render (default: all)")
+    r.add_argument("--start", type=float, default=0.0, help="where in the track to start, seconds")
+    r.add_argument("--encoder-preset", default="veryfast", help="x264 preset (ultrafast ... veryslow)")
+    r.set_defaults(run=_render)
     return parser
+
+
+def _show_options(p):
+    """The options every show command takes (play, live, render, serve)."""
+    from .navigate import MODES
+
+    p.add_argument("--images", nargs="+", help="folders and/or image files (default: the bundled demo images)")
+    p.add_argument("--mode", choices=sorted(MODES), default="explore", help="how the music moves through the images")
+    p.add_argument("--model", help="flow checkpoint (default: the bundled model)")
+    p.add_argument("--seed", type=int, default=0, help="makes the run reproducible")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -71,10 +71,12 @@ def _truncated(path, detail):
 
 
 def _decode_soundfile(path):
+    from .devices import quiet_stderr
+
     import soundfile as sf
 
-    try:
-        with sf.SoundFile(str(path)) as f:
+    try:  # libmpg123 prints "Note: Illegal Audio-MPEG-Header" lines of its own for a bad mp3
+        with quiet_stderr(), sf.SoundFile(str(path)) as f:
             declared, native_rate = f.frames, f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except sf.SoundFileError as e:
