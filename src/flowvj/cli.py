@@ -83,6 +83,43 @@ def _sync(args):
             print(f"{key}: {value}")
 
 
+def _live(args, outputs_for):
+    """play / live / serve: one live loop; `outputs_for(args)` opens the outputs."""
+    from .engine import LiveLoop, demo_track, open_live
+
+    track = getattr(args, "track", None)
+    if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
+        track = demo_track()
+    source, show = open_live(track=track, device=getattr(args, "device", None), images=args.images,
+                                  model_path=args.model, mode=args.mode, seed=args.seed,
+                                  silent=getattr(args, "silent", False))
+    outputs = outputs_for(args)
+    try:
+        with source:
+            stats = LiveLoop(show, source, outputs, fps=args.fps).run(args.duration)
+    finally:
+        for output in outputs:
+            output.close()
+    print(f"{stats['frames']} frames, median {stats['median_fps']:.1f} fps, p95 frame time "
+          f"{stats['p95_frame_ms']:.1f} ms, median audio-to-frame {stats['median_latency_ms']:.1f} ms")
+
+
+def _window_outputs(args):
+    from .outputs.video import parse_size
+    from .outputs.window import Window
+
+    return [Window(size=parse_size(args.size), fullscreen=args.fullscreen, display=args.display,
+                   show_meter=args.meter)]
+
+
+def _web_outputs(args):
+    from .outputs.web import WebOutput
+
+    web = WebOutput(host=args.host, port=args.port).start()
+    print(f"open {web.url} in a browser", flush=True)
+    return [web]
+
+
 def _positive(kind):
     def parse(text):
         try:
@@ -162,6 +199,27 @@ def build_parser():
     r.add_argument("--start", type=float, default=0.0, help="where in the track to start, seconds")
     r.add_argument("--encoder-preset", default="veryfast", help="x264 preset (ultrafast ... veryslow)")
     r.set_defaults(run=_render)
+    for name, helptext in (("play", "play a track and show the visuals in a window"),
+                           ("live", "listen to an input device and show the visuals in a window"),
+                           ("serve", "show the visuals in a browser (a track, or an input device)")):
+        p = sub.add_parser(name, help=helptext)
+        if name in ("play", "serve"):
+            p.add_argument("track", nargs="?", help="audio file (default: the synthesised demo track)")
+            p.add_argument("--silent", action="store_true", help="follow the track by the clock, play no sound")
+        p.add_argument("--device", help="sound device: index or part of its name (see flowvj devices)")
+        _show_options(p)
+        p.add_argument("--fps", type=_positive(float), default=60.0, help="frame rate to aim for")
+        p.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+        if name == "serve":
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=8765)
+            p.set_defaults(run=lambda a: _live(a, _web_outputs))
+        else:
+            p.add_argument("--size", default="1280x720", help="window size WIDTHxHEIGHT")
+            p.add_argument("--fullscreen", action="store_true")
+            p.add_argument("--display", type=int, default=0, help="which display, for --fullscreen")
+            p.add_argument("--meter", action="store_true", help="start with the meter shown (Tab toggles)")
+            p.set_defaults(run=lambda a: _live(a, _window_outputs))
     return parser
 
 

@@ -7,6 +7,8 @@ step), the wall clock and the audio device's latest samples drive the same calls
 """
 
 import math
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,21 @@ def load_show_images(specs, size):
     return np.stack(images)
 
 
+def demo_track(cache_dir=None):
+    """The synthesised demo track (128 BPM, 2 minutes), written once to the cache as a wav."""
+    from .atomic import atomic_path
+    from .audio.synth import synth_track, write_track
+    from .data import default_cache_dir
+
+    path = default_cache_dir(cache_dir) / "demo-128bpm.wav"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            write_track(tmp.with_suffix(".wav"), synth_track(bpm=128, duration_s=120.0, seed=0))
+            tmp.with_suffix(".wav").replace(tmp)
+    return path
+
+
 class Show:
     """The shared per-frame pipeline: analyzer, navigator and generator, wired once."""
 
@@ -55,12 +72,25 @@ class Show:
         self.image_latents = self.generator.encode(images)
         # weighted mode reads one spectrum section per image
         self.analyzer = Analyzer(sample_rate=sample_rate, n_bands=max(2, len(images)))
+        self.sample_rate = sample_rate
         self.navigator = Navigator(self.image_latents, mode=mode, interpolation=interpolation, seed=seed)
         self.features = None
 
+    def use_sample_rate(self, rate):
+        """A device may run at another rate than asked for: the analyzer follows it."""
+        from .audio.analyzer import Analyzer
+
+        if rate != self.sample_rate:
+            self.analyzer = Analyzer(sample_rate=rate, n_bands=self.analyzer.n_bands)
+            self.sample_rate = rate
+
     def next_frame(self, audio_block, dt_s):
-        """Audio heard since the last frame -> the next small uint8 frame (H, W, 3)."""
-        self.features = self.analyzer.process(audio_block)
+        """Audio heard since the last frame -> the next small uint8 frame (H, W, 3).
+
+        Live, a frame can come before any new audio: the last Features then stand.
+        """
+        if len(audio_block) or self.features is None:
+            self.features = self.analyzer.process(audio_block)
         z = self.navigator.step(self.features, dt_s)
         return self.generator.decode(z)
 
@@ -110,3 +140,95 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
     if report:
         report.close()
     return n_frames
+
+
+class LiveLoop:
+    """The live clock: each tick reads the newest audio (never a queue), makes a frame, shows it.
+
+    The audio fed to the analyzer is exactly what was heard since the previous frame, measured on
+    the source's own clock (the device's, for Playback); at most `max_block` samples, so a stall
+    can never build up a backlog. Frames are paced to `fps` on the wall clock.
+    """
+
+    def __init__(self, show, source, outputs, fps=60.0, max_block=4096):
+        self.show, self.source, self.outputs = show, source, list(outputs)
+        self.fps, self.max_block = float(fps), int(max_block)
+        self.frame_ms, self.latency_ms = [], []
+        self.running = False
+
+    def _apply(self, action, value=None):
+        from .navigate import MODES
+
+        names = list(MODES)
+        if action == "quit":
+            self.running = False
+        elif action == "next_mode":
+            self.show.navigator.set_mode(names[(names.index(self.show.navigator.mode_name) + 1) % len(names)])
+        elif action == "mode" and value in MODES:
+            self.show.navigator.set_mode(value)
+
+    def _meters(self):
+        f = self.show.features
+        recent = self.frame_ms[-30:]
+        fps = 1000.0 / statistics.mean(recent) if recent else 0.0
+        return {"fps": fps, "frame_ms": recent[-1] if recent else 0.0, "tempo_bpm": f.tempo_bpm,
+                "rms": f.rms_smooth, "bands": [float(b) for b in f.band_smooth]}
+
+    def run(self, duration_s=None):
+        """Until quit, the track's end, or duration_s; returns the frame-time and latency stats."""
+        rate = self.source.rate
+        self.show.use_sample_rate(rate)
+        self.running = True
+        last_audio_s, last_tick = self.source.read_latest(0)[1], time.perf_counter()
+        started = last_tick
+        next_tick = last_tick
+        while self.running:
+            samples, audio_s = self.source.read_latest(self.max_block)
+            t_read = time.perf_counter()
+            n = min(self.max_block, max(0, round((audio_s - last_audio_s) * rate)))
+            last_audio_s = audio_s
+            frame = self.show.next_frame(samples[len(samples) - n:], t_read - last_tick)
+            meters = self._meters()
+            for output in self.outputs:
+                output.show(frame, meters)
+                for action in getattr(output, "poll", lambda: [])():
+                    self._apply(str(action.value if hasattr(action, "value") else action))
+                for name, value in getattr(output, "pending_controls", lambda: [])():
+                    self._apply(name, value)
+            now = time.perf_counter()
+            self.frame_ms.append((now - last_tick) * 1000.0)
+            self.latency_ms.append((now - t_read) * 1000.0)  # newest audio -> frame on screen
+            last_tick = now
+            if getattr(self.source, "finished", False) or (duration_s and now - started >= duration_s):
+                break
+            next_tick = max(next_tick + 1.0 / self.fps, now)
+            time.sleep(max(0.0, next_tick - time.perf_counter()))
+        return self.stats()
+
+    def stats(self):
+        frames = sorted(self.frame_ms[1:]) or [0.0]
+        return {"frames": len(self.frame_ms), "median_fps": 1000.0 / max(statistics.median(frames), 1e-9),
+                "p95_frame_ms": frames[int(0.95 * (len(frames) - 1))],
+                "median_latency_ms": statistics.median(self.latency_ms or [0.0]),
+                "bad_frames": self.show.generator.bad_frames}
+
+
+def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
+              silent=False):
+    """The source and the Show of a live session: a track played (or followed silently), or a device."""
+    import torch
+
+    from .audio.sources import DeviceSource, FileSource, Playback, SilentPlayback
+    from .flow import load_model
+
+    torch.set_num_threads(1)
+    if track is not None:
+        file_source = FileSource(track)
+        source = SilentPlayback(file_source) if silent else Playback(file_source, device=device)
+    else:
+        source = DeviceSource(device)
+    model = load_model(model_path)
+    images = load_show_images(images, model.config.image_size)
+    # Built before the source starts: the model's export takes a few seconds a track must not lose.
+    return source, Show(model, images, mode=mode, seed=seed, sample_rate=source.rate)
+

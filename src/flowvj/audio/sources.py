@@ -314,3 +314,40 @@ class DeviceSource(_LiveSource):
                 with contextlib.suppress(Exception):
                     stream.close(ignore_errors=True)
         self._dead, self._stream, self._watchdog, self._reopener = [], None, None, None
+
+
+class SilentPlayback:
+    """A track followed by the wall clock, with no sound: Playback's interface for a machine with
+    no output device (a server, CI, a muted preview). The position is the time since start()."""
+
+    def __init__(self, source):
+        self.source = source if isinstance(source, FileSource) else FileSource(source)
+        self.rate = self.source.rate
+        self._t0 = None
+
+    def start(self):
+        self._t0 = time.perf_counter()
+        return self
+
+    def position_s(self):
+        return 0.0 if self._t0 is None else min(time.perf_counter() - self._t0, self.source.duration_s)
+
+    @property
+    def finished(self):
+        return self._t0 is not None and self.position_s() >= self.source.duration_s
+
+    def read_latest(self, n):
+        time_s = self.position_s()
+        end = round(time_s * self.rate)
+        samples = self.source.samples[max(end - n, 0):end]
+        return np.pad(samples, (n - len(samples), 0)), time_s
+
+    def stop(self):
+        pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
