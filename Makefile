@@ -3,8 +3,6 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The workplace's copy of CIFAR-10 when present; otherwise the official archive is downloaded.
-CIFAR := $(if $(wildcard ../shared/data/cifar10/train),../shared/data/cifar10,cifar10 --download)
 
 # Debian packages for sound: PortAudio for sounddevice, and a PulseAudio daemon with ALSA's pulse
 # plugin, which the live-audio tests start privately (no sound card needed); and Chromium, which
@@ -37,12 +35,15 @@ system-packages:
 			"(sudo apt-get install --no-install-recommends $$missing); continuing without them"; \
 	fi
 
-# Until the show exists: train a small flow for two minutes (continuing on later runs), then
-# evaluate it on 1,000 test images.
+# The show on the bundled defaults (model, demo images, synthesised demo track): in a window where
+# there is a display, else a 20 s 720p music video.
 demo: $(STAMP)
-	$(BIN)/flowvj train --preset tiny --data $(CIFAR) --out runs/demo --resume --max-minutes 2 \
-		--test-limit 1000
-	$(BIN)/flowvj eval --model runs/demo/ckpt.pt --data $(CIFAR) --limit 1000 --json
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		$(BIN)/flowvj play; \
+	else \
+		echo "no display: rendering a 20 s demo video instead"; \
+		$(BIN)/flowvj render --duration 20 -o flowvj-demo.mp4; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -63,10 +63,10 @@ def _analyze(args):
 
 
 def _render(args):
-    from .engine import render
+    from .engine import demo_track, render
     from .outputs.video import parse_size
 
-    frames = render(args.track, args.output, images=args.images, model_path=args.model, mode=args.mode,
+    frames = render(args.track or demo_track(), args.output, images=args.images, model_path=args.model, mode=args.mode,
                     size=parse_size(args.size), fps=args.fps, duration_s=args.duration, start_s=args.start,
                     seed=args.seed, encoder_preset=args.encoder_preset)
     print(f"wrote {args.output} ({frames} frames)")
@@ -190,7 +190,8 @@ def build_parser():
                                                         "av_align, idle_jitter, ...)")
     s.set_defaults(run=_sync)
     r = sub.add_parser("render", help="render a music video: the track muxed in, H.264 + AAC")
-    r.add_argument("track", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...)")
+    r.add_argument("track", nargs="?", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...; "
+                                            "default: the synthesised demo track)")
     r.add_argument("-o", "--output", required=True, help="the .mp4 to write (atomically)")
     _show_options(r)
     r.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT, even numbers (default 1280x720)")
