@@ -286,6 +286,10 @@ def train(opts: TrainOptions):
                           f"test {test_bpd if test_bpd is None else round(test_bpd, 4)} bpd, "
                           f"{state['cpu_s'] / 3600:.2f} CPU-hours", flush=True)
                 checkpoint()
+                if ddp.is_main:  # weights only, at the epoch's end: what a shipped model is cut from
+                    save_checkpoint(out / "model-latest-epoch.pt", model, preset=opts.preset,
+                                    dataset=train_set.name, epoch=state["epoch"], step=state["step"],
+                                    test_bits_per_dim=test_bpd)
                 last_ckpt = time.monotonic()
                 ddp.barrier()
     finally:
