@@ -115,7 +115,7 @@ def _window_outputs(args):
 def _web_outputs(args):
     from .outputs.web import WebOutput
 
-    web = WebOutput(host=args.host, port=args.port).start()
+    web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode}).start()
     print(f"open {web.url} in a browser", flush=True)
     return [web]
 

@@ -148,24 +148,72 @@ class LiveLoop:
     The audio fed to the analyzer is exactly what was heard since the previous frame, measured on
     the source's own clock (the device's, for Playback); at most `max_block` samples, so a stall
     can never build up a backlog. Frames are paced to `fps` on the wall clock.
+
+    Live controls (window actions from `output.poll()`, browser controls from
+    `output.pending_controls()`, both applied in this loop's own thread by `_apply`):
+      quit; next_mode; mode (a name); next_image (Navigator.next_image: each mode heads for the
+      next image, cross-faded);
+      temperature: the weighted mode's softmax temperature (kept for later switches to weighted);
+      speed: a multiplier on the navigator's clock (the dt it is stepped with): 2 makes travel,
+          morph relax, fades and following twice as fast, 0 freezes the picture; the analyzer and
+          the frame pacing are unaffected;
+      sensitivity: a gain on the levels the navigator sees (rms, rms_smooth, band energies, and
+          the kick/snare/hats/onset strengths); the meters show the levels after the gain.
+    Anything else (an unknown name, image_set, which needs a re-encode) is logged and ignored;
+    the window's own toggle_meter / toggle_fullscreen are silently left to the window.
     """
+
+    LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats")
 
     def __init__(self, show, source, outputs, fps=60.0, max_block=4096):
         self.show, self.source, self.outputs = show, source, list(outputs)
         self.fps, self.max_block = float(fps), int(max_block)
         self.frame_ms, self.latency_ms = [], []
         self.running = False
+        self.speed, self.sensitivity, self.temperature = 1.0, 1.0, None
+        self._heard = None      # the analyzer's Features before the sensitivity gain
 
     def _apply(self, action, value=None):
+        import logging
+
         from .navigate import MODES
 
-        names = list(MODES)
-        if action == "quit":
-            self.running = False
-        elif action == "next_mode":
-            self.show.navigator.set_mode(names[(names.index(self.show.navigator.mode_name) + 1) % len(names)])
-        elif action == "mode" and value in MODES:
-            self.show.navigator.set_mode(value)
+        names, navigator = list(MODES), self.show.navigator
+        try:
+            if action == "quit":
+                self.running = False
+            elif action == "next_mode":
+                self._set_mode(names[(names.index(navigator.mode_name) + 1) % len(names)])
+            elif action == "mode" and value in MODES:
+                self._set_mode(value)
+            elif action == "next_image":
+                navigator.next_image()
+            elif action == "temperature":
+                self.temperature = navigator.set_temperature(float(value))
+            elif action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
+                setattr(self, action, float(value))
+            elif action not in ("toggle_meter", "toggle_fullscreen"):
+                logging.getLogger(__name__).info("live: ignored control %r = %r", action, value)
+        except (UserError, TypeError, ValueError) as error:
+            logging.getLogger(__name__).warning("live: ignored control %r = %r: %s", action, value, error)
+
+    def _set_mode(self, name):
+        options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
+        self.show.navigator.set_mode(name, **options)
+
+    def _next_frame(self, block, dt_s):
+        """Show.next_frame with the live controls: the navigator sees the Features with the
+        sensitivity gain (set as show.features, which next_frame keeps when given no new audio)
+        and steps speed x dt_s."""
+        import dataclasses
+
+        show = self.show
+        if len(block) or self._heard is None:
+            self._heard = show.analyzer.process(block)
+        gain = self.sensitivity
+        show.features = self._heard if gain == 1.0 else dataclasses.replace(
+            self._heard, **{name: getattr(self._heard, name) * gain for name in self.LEVELS})
+        return show.next_frame(block[:0], dt_s * self.speed)
 
     def _meters(self):
         f = self.show.features
@@ -187,7 +235,7 @@ class LiveLoop:
             t_read = time.perf_counter()
             n = min(self.max_block, max(0, round((audio_s - last_audio_s) * rate)))
             last_audio_s = audio_s
-            frame = self.show.next_frame(samples[len(samples) - n:], t_read - last_tick)
+            frame = self._next_frame(samples[len(samples) - n:], t_read - last_tick)
             meters = self._meters()
             for output in self.outputs:
                 output.show(frame, meters)

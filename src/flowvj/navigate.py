@@ -17,6 +17,8 @@ sum rescaled to the weighted mean norm, so every z stays near the images' own no
 numpy only: the engine encodes the images with the flow elsewhere and decodes each z.
 """
 
+import copy
+
 import numpy as np
 
 from .audio.analyzer import smoothing_coefficient
@@ -101,6 +103,10 @@ class Mode:
     def destination(self, features, dt_s):
         raise NotImplementedError
 
+    def next_image(self):
+        """Head for the next image (the window's n/space key). The Navigator cross-fades from a
+        copy of the mode as it was, so a mode may change its state abruptly here."""
+
 
 class WeightedMode(Mode):
     """Spectrum -> image weights: the band energies, one section per image, go through a softmax
@@ -124,6 +130,13 @@ class WeightedMode(Mode):
         self.weights = self.weights + smoothing_coefficient(self.smoothing_s, dt_s) * (target - self.weights)
         return blend(self.latents, self.weights, self.interpolation)
 
+    def next_image(self):
+        """Cycle the band -> image assignment by one (a lasting bias, not a moment's boost): the
+        spectrum section that chose image i now chooses image i + 1. The latents and the weights
+        roll together, so the blend is unchanged at this instant; the weights then move to the
+        next image at the mode's own smoothing rate."""
+        self.latents, self.weights = np.roll(self.latents, -1, axis=0), np.roll(self.weights, -1)
+
 
 class MagellanMode(Mode):
     """Circle round the images in order, interpolating between neighbours. The position advances
@@ -146,6 +159,11 @@ class MagellanMode(Mode):
         self.position = (self.position + dt_s * self.images_per_s * max(2.0 * features.rms_smooth, self.drift)) % n
         i = int(self.position)
         return self.interpolate(self.latents[i], self.latents[(i + 1) % n], self.position - i)
+
+    def next_image(self):
+        """The tour moves on to the image after the nearest one on the circle (the jump of the
+        position is cross-faded by the Navigator) and travels on from there."""
+        self.position = float((round(self.position) + 1) % len(self.latents))
 
 
 class ExploreMode(Mode):
@@ -204,6 +222,15 @@ class ExploreMode(Mode):
                 self.previous = None
         return d
 
+    def next_image(self):
+        """The image after the one the picture is nearest (target if the morph is past halfway,
+        else home) becomes home, with a fresh target and the beat count restarted; the Navigator
+        cross-fades from the old pair."""
+        current = self.target if self.amount > 0.5 else self.home
+        self.home = (current + 1) % len(self.latents)
+        self.target = self._pick_other(self.home)
+        self.previous, self.fade, self.beats, self.since_pick_s = None, 1.0, 0, 0.0
+
 
 MODES = {"weighted": WeightedMode, "magellan": MagellanMode, "explore": ExploreMode}
 
@@ -257,6 +284,24 @@ class Navigator:
         new.start(self.r)
         self._old_mode, self._fade = self.mode, 0.0
         self.mode, self.mode_name = new, name
+
+    def next_image(self):
+        """Make the active mode head for the next image (see each mode's next_image). The
+        destination cross-fades over crossfade_s from a copy of the mode as it was (which keeps
+        running meanwhile), so nothing jumps. During a fade already under way (a mode switch or
+        a previous press) that fade goes on, and only its new side changes."""
+        if self._old_mode is None or self._fade >= 1.0:
+            self._old_mode, self._fade = copy.copy(self.mode), 0.0   # its updates rebind, never mutate
+        self.mode.next_image()
+
+    def set_temperature(self, temperature):
+        """The weighted mode's softmax temperature, live: applied to a weighted mode running now
+        (also one fading out); other modes ignore it. Returns the checked value."""
+        temperature = _positive("temperature", temperature)
+        for mode in (self.mode, self._old_mode):
+            if isinstance(mode, WeightedMode):
+                mode.temperature = temperature
+        return temperature
 
     def step(self, features, dt_s):
         """Advance dt_s seconds with these Features; returns z (float32, one image latent's shape)."""
