@@ -336,11 +336,7 @@ class SilentPlayback:
     def finished(self):
         return self._t0 is not None and self.position_s() >= self.source.duration_s
 
-    def read_latest(self, n):
-        time_s = self.position_s()
-        end = round(time_s * self.rate)
-        samples = self.source.samples[max(end - n, 0):end]
-        return np.pad(samples, (n - len(samples), 0)), time_s
+    read_latest = Playback.read_latest  # the same slice of the track, at this clock's position
 
     def stop(self):
         pass
