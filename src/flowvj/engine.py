@@ -6,6 +6,8 @@ takes exactly its slice of the track, so a render is deterministic for a seed; l
 step), the wall clock and the audio device's latest samples drive the same calls.
 """
 
+import dataclasses
+import logging
 import math
 import statistics
 import time
@@ -15,6 +17,7 @@ import numpy as np
 
 from .errors import UserError
 
+log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_IMAGES = ASSETS / "images"
 
@@ -174,8 +177,6 @@ class LiveLoop:
         self._heard = None      # the analyzer's Features before the sensitivity gain
 
     def _apply(self, action, value=None):
-        import logging
-
         from .navigate import MODES
 
         names, navigator = list(MODES), self.show.navigator
@@ -193,9 +194,9 @@ class LiveLoop:
             elif action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
                 setattr(self, action, float(value))
             elif action not in ("toggle_meter", "toggle_fullscreen"):
-                logging.getLogger(__name__).info("live: ignored control %r = %r", action, value)
+                log.info("live: ignored control %r = %r", action, value)
         except (UserError, TypeError, ValueError) as error:
-            logging.getLogger(__name__).warning("live: ignored control %r = %r: %s", action, value, error)
+            log.warning("live: ignored control %r = %r: %s", action, value, error)
 
     def _set_mode(self, name):
         options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
@@ -205,8 +206,6 @@ class LiveLoop:
         """Show.next_frame with the live controls: the navigator sees the Features with the
         sensitivity gain (set as show.features, which next_frame keeps when given no new audio)
         and steps speed x dt_s."""
-        import dataclasses
-
         show = self.show
         if len(block) or self._heard is None:
             self._heard = show.analyzer.process(block)
