@@ -38,7 +38,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import numpy as np  # noqa: E402
 
-MUSIC = Path("/work/shared/data/music")
+MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
 LIVE_TRACK = MUSIC / "lmms_EsoXLB-CPU_128bpm.ogg"
 SYNC_TRACKS = ["lmms_EsoXLB-CPU_128bpm.ogg", "lmms_Jousboxx-BuzzerBeater_128bpm.ogg",
                "lmms_Shovon-ProgressiveHousePluckDemo_128bpm.ogg", "lmms_Saber-FinalStep_140bpm.ogg",
@@ -95,39 +95,6 @@ class StageTimes:
                         "mean_ms": statistics.fmean(v)} for stage, v in self.ms.items() if v}
 
 
-class LoopedSilentPlayback:
-    """SilentPlayback's interface, but the track repeats, so a run may outlast it (600 s > 236 s).
-
-    The clock is monotonic (the time since start()); only the samples wrap around.
-    """
-
-    def __init__(self, file_source):
-        self.source, self.rate = file_source, file_source.rate
-        self._t0 = None
-        self.finished = False
-
-    def start(self):
-        self._t0 = time.perf_counter()
-        return self
-
-    def read_latest(self, n):
-        time_s = time.perf_counter() - self._t0
-        end = round(time_s * self.rate)
-        index = np.arange(end - n, end)
-        samples = self.source.samples[index % len(self.source.samples)]
-        samples[index < 0] = 0.0
-        return samples, time_s
-
-    def stop(self):
-        pass
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
 # -- 1. live -------------------------------------------------------------------------------------
 
 def growth(series):
@@ -140,6 +107,7 @@ def growth(series):
 
 def live_run(model, images, file_source, path, fps, seconds, browser=None):
     """One LiveLoop run on one output path; returns its figures."""
+    from flowvj.audio.sources import SilentPlayback
     from flowvj.engine import LiveLoop, Show
 
     show = Show(model, images, mode="explore", seed=0, sample_rate=file_source.rate)
@@ -181,7 +149,7 @@ def live_run(model, images, file_source, path, fps, seconds, browser=None):
     times.wrap(output, "show", "output", after=progress)
     try:
         drawn_before = page.evaluate("window.flowvjFrames") if page else None
-        source = LoopedSilentPlayback(file_source)
+        source = SilentPlayback(file_source, loop=True)
         loop = LiveLoop(show, source, [output], fps=fps)
         with source:
             started = time.perf_counter()

@@ -62,3 +62,13 @@ def test_window_quit_and_mode_keys_reach_the_loop(show_parts, monkeypatch):
         stats = LiveLoop(show, source, [window], fps=30).run(duration_s=5)
     assert stats["frames"] == 1
     assert show.navigator.mode_name == "magellan"
+
+
+def test_a_looping_silent_playback_wraps_the_samples_and_never_finishes(show_parts):
+    _, _, track = show_parts
+    source = SilentPlayback(FileSource(track), loop=True).start()
+    source._t0 -= source.source.duration_s + 1.0  # as if started 1 s past the track's end
+    samples, time_s = source.read_latest(441)
+    assert time_s > source.source.duration_s and not source.finished
+    start = round((time_s - source.source.duration_s) * source.rate) - 441
+    assert np.array_equal(samples, source.source.samples[start:start + 441])

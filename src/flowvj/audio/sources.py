@@ -318,11 +318,16 @@ class DeviceSource(_LiveSource):
 
 class SilentPlayback:
     """A track followed by the wall clock, with no sound: Playback's interface for a machine with
-    no output device (a server, CI, a muted preview). The position is the time since start()."""
+    no output device (a server, CI, a muted preview). The position is the time since start().
 
-    def __init__(self, source):
+    loop=True repeats the track (the clock keeps counting; only the samples wrap), so a long
+    benchmark run can outlast it.
+    """
+
+    def __init__(self, source, loop=False):
         self.source = source if isinstance(source, FileSource) else FileSource(source)
         self.rate = self.source.rate
+        self.loop = loop
         self._t0 = None
 
     def start(self):
@@ -330,13 +335,25 @@ class SilentPlayback:
         return self
 
     def position_s(self):
-        return 0.0 if self._t0 is None else min(time.perf_counter() - self._t0, self.source.duration_s)
+        if self._t0 is None:
+            return 0.0
+        elapsed = time.perf_counter() - self._t0
+        return elapsed if self.loop else min(elapsed, self.source.duration_s)
 
     @property
     def finished(self):
-        return self._t0 is not None and self.position_s() >= self.source.duration_s
+        return not self.loop and self._t0 is not None and self.position_s() >= self.source.duration_s
 
-    read_latest = Playback.read_latest  # the same slice of the track, at this clock's position
+    def read_latest(self, n):
+        """(the n samples that end at the clock's position, that position in seconds)."""
+        if not self.loop:
+            return Playback.read_latest(self, n)
+        time_s = self.position_s()
+        end = round(time_s * self.rate)
+        index = np.arange(end - n, end)
+        samples = self.source.samples[index % len(self.source.samples)]
+        samples[index < 0] = 0.0
+        return samples, time_s
 
     def stop(self):
         pass
@@ -346,4 +363,3 @@ class SilentPlayback:
 
     def __exit__(self, *exc):
         self.stop()
-
