@@ -50,11 +50,15 @@ test: $(STAMP)
 
 # The shipped lite model trains across sessions: runs/ is ignored, training/lite/ (committed)
 # carries the resumable checkpoint and the per-epoch history from one session to the next.
+# Epochs 1-6 ran at 1e-3 and the test curve bounced (3.935, 3.984, 3.937): later epochs run lower.
+# nice 19 keeps the show's frame pacing and the tests ahead of the background trainer.
+LITE_LR ?= 3e-4
 train-lite: $(STAMP)
 	mkdir -p runs/lite
 	test -f runs/lite/ckpt.pt || cp training/lite/ckpt.pt training/lite/history.jsonl runs/lite/
-	OMP_WAIT_POLICY=PASSIVE nohup $(BIN)/flowvj train --preset lite --data ../shared/data/cifar10 \
-		--out runs/lite --resume --threads 2 --checkpoint-minutes 10 >> runs/lite/train.log 2>&1 &
+	OMP_WAIT_POLICY=PASSIVE nohup nice -n 19 $(BIN)/flowvj train --preset lite \
+		--data ../shared/data/cifar10 --out runs/lite --resume --threads 2 --lr $(LITE_LR) \
+		--checkpoint-minutes 10 >> runs/lite/train.log 2>&1 &
 	@echo "training in the background; progress: tail -f runs/lite/train.log"
 
 snapshot-lite:

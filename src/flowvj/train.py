@@ -279,7 +279,8 @@ def train(opts: TrainOptions):
                     save_sample_grid(model, out / f"samples-epoch{epoch + 1:03d}.png", seed=seed)
                     entry = {"epoch": epoch + 1, "step": state["step"], "cpu_hours": state["cpu_s"] / 3600,
                              "wall_hours": state["wall_s"] / 3600, "test_bits_per_dim": test_bpd,
-                             "train_bits_per_dim": _mean_bpd(log_path, epoch)}
+                             "train_bits_per_dim": _mean_bpd(log_path, epoch), "lr": opts.lr}
+                    best_before = _best_test_bpd(history_path)
                     with open(history_path, "a") as f:
                         f.write(json.dumps(entry) + "\n")
                     print(f"epoch {epoch + 1} done: train {entry['train_bits_per_dim']:.4f} bpd, "
@@ -290,6 +291,11 @@ def train(opts: TrainOptions):
                     save_checkpoint(out / "model-latest-epoch.pt", model, preset=opts.preset,
                                     dataset=train_set.name, epoch=state["epoch"], step=state["step"],
                                     test_bits_per_dim=test_bpd)
+                    if test_bpd is not None and (best_before is None or test_bpd < best_before):
+                        # the test curve bounces at a constant learning rate: keep the best epoch too
+                        save_checkpoint(out / "model-best.pt", model, preset=opts.preset,
+                                        dataset=train_set.name, epoch=state["epoch"], step=state["step"],
+                                        test_bits_per_dim=test_bpd)
                 last_ckpt = time.monotonic()
                 ddp.barrier()
     finally:
@@ -304,6 +310,14 @@ def train(opts: TrainOptions):
         print(f"stopped at epoch {state['epoch']}, step {state['step']} after "
               f"{format_duration(state['wall_s'] - base_wall)}; checkpoint {ckpt_path}", flush=True)
     return model, state
+
+
+def _best_test_bpd(history_path):
+    if not history_path.exists():
+        return None
+    values = [r.get("test_bits_per_dim") for r in map(json.loads, history_path.read_text().splitlines())]
+    values = [v for v in values if v is not None]
+    return min(values) if values else None
 
 
 def _mean_bpd(log_path, epoch):
