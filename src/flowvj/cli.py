@@ -13,7 +13,7 @@ def _train(args):
     from .train import TrainOptions, train
 
     options = TrainOptions(
-        data=args.data, out=args.out, test_data=args.test_data, preset=args.preset,
+        data=args.data, out=args.out, test_data=args.test_data, preset=args.preset, model=args.model,
         image_size=args.image_size, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
         max_minutes=args.max_minutes, max_steps=args.max_steps, checkpoint_minutes=args.checkpoint_minutes,
         checkpoint_steps=args.checkpoint_steps, test_limit=args.test_limit, resume=args.resume,
@@ -26,19 +26,36 @@ def _eval(args):
     import torch
 
     from .data import load_dataset
-    from .flow import load_model
-    from .train import evaluate
+    from .train import evaluate, load_checkpoint_model
+    from .vae import evaluate_vae
 
     torch.set_num_threads(args.threads) if args.threads else None
-    model = load_model(args.model)
+    kind, model = load_checkpoint_model(args.model)
     images = load_dataset(args.data, "test", model.config.image_size, args.cache_dir,
                           args.download).images[: args.limit]
-    result = evaluate(model, images, seed=args.seed, show_progress=not args.json)
+    result = (evaluate_vae if kind == "vae" else evaluate)(model, images, seed=args.seed,
+                                                          show_progress=not args.json)
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
+
+
+def _compare(args):
+    import torch
+
+    from .compare import run_compare
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    summary = run_compare(args.output, images=args.images, data=args.data, flow_path=args.flow,
+                          vae_path=args.vae, cifar_limit=args.limit, pairs=args.pairs, frames=args.frames,
+                          seed=args.seed)
+    for name, s in summary["sets"].items():
+        r = s["reconstruction"]
+        print(f"{name}: {r['images']} images, reconstruction PSNR flow {r['flow_psnr_db']:.1f} dB, "
+              f"VAE {r['vae_psnr_db']:.2f} dB")
+    print(f"wrote {args.output}/index.html and summary.json")
 
 
 def _devices(args):
@@ -134,16 +151,21 @@ def _positive(kind):
 
 def build_parser():
     from .flow import PRESETS
+    from .vae import PRESETS as VAE_PRESETS
 
     parser = argparse.ArgumentParser(prog="flowvj", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train the flow on CIFAR-10 or any image folder (torchrun for DDP)")
+    t = sub.add_parser("train", help="train the flow (or its VAE baseline) on CIFAR-10 or any image folder "
+                                     "(torchrun for DDP)")
+    t.add_argument("--model", choices=("flow", "vae"), default="flow",
+                   help="flow, or vae: the convolutional VAE baseline flowvj compare measures against")
     t.add_argument("--data", required=True, help="image folder (with train/ and test/), cifar-10-python.tar.gz, "
                                                   "or 'cifar10' with --download")
     t.add_argument("--test-data", help="folder of test images (default: DATA/test when it exists)")
     t.add_argument("--out", required=True, help="run folder: checkpoint, logs, sample grids")
-    t.add_argument("--preset", choices=sorted(PRESETS), default="lite")
+    t.add_argument("--preset", choices=sorted(set(PRESETS) | set(VAE_PRESETS)),
+                   help="model size: flow full|lite|tiny (default lite), vae small|tiny (default small)")
     t.add_argument("--image-size", type=_positive(int), default=32)
     t.add_argument("--batch-size", type=_positive(int), default=64, help="per process")
     t.add_argument("--lr", type=_positive(float), default=1e-3)
@@ -160,8 +182,8 @@ def build_parser():
     t.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     t.set_defaults(run=_train)
 
-    e = sub.add_parser("eval", help="test bits/dim and invertibility of a checkpoint")
-    e.add_argument("--model", help="checkpoint (default: the bundled model)")
+    e = sub.add_parser("eval", help="test bits/dim and invertibility of a checkpoint (a VAE's: negative ELBO)")
+    e.add_argument("--model", help="flow or VAE checkpoint (default: the bundled flow)")
     e.add_argument("--data", required=True, help="image folder (its test/ split when it has one) or archive")
     e.add_argument("--limit", type=_positive(int), help="first N images only")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -170,6 +192,21 @@ def build_parser():
     e.add_argument("--cache-dir")
     e.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     e.set_defaults(run=_eval)
+
+    c = sub.add_parser("compare", help="the flow against its VAE baseline and a pixel cross-fade: "
+                                       "reconstruction error and judged interpolations, as an HTML report")
+    c.add_argument("-o", "--output", required=True, help="report folder (index.html, summary.json, PNGs)")
+    c.add_argument("--images", nargs="+", help="folders and/or image files (default: the bundled demo images)")
+    c.add_argument("--data", help="CIFAR-10 folder (its test/ split) or archive, for the in-distribution "
+                                  "figures (default: none, your images only)")
+    c.add_argument("--flow", help="flow checkpoint (default: the bundled model)")
+    c.add_argument("--vae", help="VAE checkpoint from flowvj train --model vae (default: the bundled VAE)")
+    c.add_argument("--limit", type=_positive(int), default=500, help="CIFAR-10 test images compared")
+    c.add_argument("--pairs", type=_positive(int), default=4, help="interpolated pairs per image set")
+    c.add_argument("--frames", type=_positive(int), default=9, help="frames per interpolation, endpoints included")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=_positive(int))
+    c.set_defaults(run=_compare)
 
     d = sub.add_parser("devices", help="list sound inputs and outputs (index, name, channels, rate, host API)")
     d.set_defaults(run=_devices)

@@ -1,8 +1,10 @@
-"""Training and evaluation of the flow: one loop in plain sight, single process or torchrun DDP.
+"""Training and evaluation of the flow (and its VAE baseline): one loop in plain sight, single
+process or torchrun DDP. The model and its loss are the only difference between the two
+(`_Recipe`); progress, checkpoints, resume, logs and DDP are shared.
 
 Reproducibility is by construction rather than by saving generator states: the data order of
-epoch e is a permutation seeded by (seed, e) and the dequantisation noise of step k by
-(seed, k, rank). A resumed run therefore draws exactly what an uninterrupted run would have,
+epoch e is a permutation seeded by (seed, e) and the dequantisation noise (or the VAE's
+reparameterisation noise) of step k by (seed, k, rank). A resumed run therefore draws exactly what an uninterrupted run would have,
 given the same model and optimiser state, which the checkpoint holds.
 """
 
@@ -28,6 +30,10 @@ from .flow import RealNVP, preset_config, read_checkpoint, save_checkpoint
 from .flow.checkpoint import model_from_record
 from .flow.realnvp import bits_per_dim_from, log_prob_from
 from .progress import ProgressReport, format_duration
+from . import vae as vae_module
+
+MODELS = ("flow", "vae")
+DEFAULT_PRESETS = {"flow": "lite", "vae": "small"}
 
 
 @dataclass
@@ -35,7 +41,8 @@ class TrainOptions:
     data: str
     out: str
     test_data: str = None
-    preset: str = "lite"
+    preset: str = None  # default: lite for the flow, small for the VAE
+    model: str = "flow"  # or "vae", the baseline
     image_size: int = 32
     batch_size: int = 64  # per process
     lr: float = 1e-3
@@ -77,6 +84,66 @@ def to_unit(pixels_uint8):
     return torch.from_numpy(pixels_uint8).permute(0, 3, 1, 2).float() / 255.0
 
 
+class _Recipe:
+    """What differs between training the flow and the VAE: the model, its loss and its evaluation."""
+
+    def __init__(self, kind):
+        if kind not in MODELS:
+            raise UserError(f"unknown --model {kind!r}; expected one of {', '.join(MODELS)}")
+        self.kind = kind
+
+    def config(self, preset, image_size):
+        if self.kind == "vae":
+            return vae_module.preset_config(preset, image_size)
+        try:
+            return preset_config(preset, image_size)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+    def build(self, config):
+        return vae_module.VAE(config) if self.kind == "vae" else RealNVP(config)
+
+    def read(self, path):
+        return read_checkpoint(path, vae_module.FORMAT) if self.kind == "vae" else read_checkpoint(path)
+
+    def from_record(self, record, path, config):
+        if self.kind == "vae":
+            return vae_module.vae_from_record(record, path, config)
+        return model_from_record(record, path, expect_config=config)
+
+    def loss(self, net, model, batch, generator, opts):
+        """(loss to minimise, mean bits/dim) of one uint8 batch; `net` may be the DDP wrapper."""
+        if self.kind == "vae":
+            bpd = net(vae_module.to_levels(batch), generator)[0].mean()
+            return bpd, bpd
+        x = dequantise(batch, generator)
+        bpd = bits_per_dim_from(log_prob_from(*net(x)), model.dims).mean()
+        penalty = sum(g.pow(2).sum() for g in model.weight_norm_scales())
+        return bpd + opts.weight_norm_l2 * penalty, bpd
+
+    def evaluate(self, model, images):
+        if self.kind == "vae":
+            return vae_module.evaluate_vae(model, images, show_progress=False)
+        return evaluate(model, images, show_progress=False)
+
+    def save_samples(self, model, path, seed):
+        save_sample_grid(model, path, seed=seed, temperature=1.0 if self.kind == "vae" else 0.7)
+
+
+def load_checkpoint_model(path=None):
+    """(kind, model in eval mode) of a flow or VAE checkpoint; no path means the bundled flow."""
+    if path is not None:
+        try:
+            record = read_checkpoint(path, vae_module.FORMAT)
+        except UserError:
+            record = None
+        if record is not None:
+            return "vae", vae_module.vae_from_record(record, path).eval()
+    from .flow import load_model
+
+    return "flow", load_model(path)
+
+
 @torch.no_grad()
 def evaluate(model, images, batch_size=250, seed=0, show_progress=True):
     """Test bits/dim, mean NLL in nats, and the worst x -> z -> x error over `images` (uint8)."""
@@ -105,7 +172,12 @@ def save_sample_grid(model, path, n=64, temperature=0.7, seed=0):
     from PIL import Image
 
     model.eval()
-    x = model.sample(n, temperature, generator=_step_generator(seed, "samples"))
+    if isinstance(model, vae_module.VAE):  # the decoder's mean image of prior samples
+        z = torch.randn(n, model.config.latent_dim, generator=_step_generator(seed, "samples")) * temperature
+        with torch.no_grad():
+            x = model.decode(z)
+    else:
+        x = model.sample(n, temperature, generator=_step_generator(seed, "samples"))
     side = int(math.ceil(math.sqrt(n)))
     c, h, w = model.shape
     grid = torch.zeros(c, side * h, side * w)
@@ -168,7 +240,9 @@ def train(opts: TrainOptions):
     ddp = _Distributed()
     out = Path(opts.out)
     ckpt_path = out / "ckpt.pt"
-    config = preset_config(opts.preset, opts.image_size)
+    recipe = _Recipe(opts.model)
+    preset = opts.preset or DEFAULT_PRESETS[opts.model]
+    config = recipe.config(preset, opts.image_size)
 
     # Rank 0 decodes and caches the data first; the others then read the cache.
     if not ddp.is_main:
@@ -181,13 +255,13 @@ def train(opts: TrainOptions):
     test_images = None if test_set is None else test_set.images[: opts.test_limit]
 
     torch.manual_seed(opts.seed)  # the same initial weights on every rank
-    model = RealNVP(config)
+    model = recipe.build(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     state = {"epoch": 0, "step": 0, "cpu_s": 0.0, "wall_s": 0.0, "seed": opts.seed}
     test_bpd = None
     if opts.resume and ckpt_path.exists():
-        record = read_checkpoint(ckpt_path)
-        model = model_from_record(record, ckpt_path, expect_config=config)
+        record = recipe.read(ckpt_path)
+        model = recipe.from_record(record, ckpt_path, config)
         optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
         optimizer.load_state_dict(record["optimizer"])
         state.update(record["train_state"])
@@ -218,7 +292,7 @@ def train(opts: TrainOptions):
 
     def checkpoint():
         if ddp.is_main:
-            save_checkpoint(ckpt_path, model, preset=opts.preset, dataset=train_set.name,
+            save_checkpoint(ckpt_path, model, preset=preset, dataset=train_set.name,
                             epoch=state["epoch"], step=state["step"], test_bits_per_dim=test_bpd,
                             optimizer=optimizer, train_state=dict(state))
 
@@ -243,10 +317,7 @@ def train(opts: TrainOptions):
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = train_set.images[mine[i * opts.batch_size:(i + 1) * opts.batch_size]]
-                x = dequantise(batch, _step_generator(seed, "noise", step, ddp.rank))
-                bpd = bits_per_dim_from(log_prob_from(*net(x)), model.dims).mean()
-                penalty = sum(g.pow(2).sum() for g in model.weight_norm_scales())
-                loss = bpd + opts.weight_norm_l2 * penalty
+                loss, bpd = recipe.loss(net, model, batch, _step_generator(seed, "noise", step, ddp.rank), opts)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.max_grad_norm)
@@ -273,10 +344,10 @@ def train(opts: TrainOptions):
             else:
                 state["epoch"] = epoch + 1
                 if test_images is not None and ddp.is_main:
-                    test_bpd = evaluate(model, test_images, show_progress=False)["bits_per_dim"]
+                    test_bpd = recipe.evaluate(model, test_images)["bits_per_dim"]
                 if ddp.is_main:
                     log_file.flush()
-                    save_sample_grid(model, out / f"samples-epoch{epoch + 1:03d}.png", seed=seed)
+                    recipe.save_samples(model, out / f"samples-epoch{epoch + 1:03d}.png", seed)
                     entry = {"epoch": epoch + 1, "step": state["step"], "cpu_hours": state["cpu_s"] / 3600,
                              "wall_hours": state["wall_s"] / 3600, "test_bits_per_dim": test_bpd,
                              "train_bits_per_dim": _mean_bpd(log_path, epoch), "lr": opts.lr}
@@ -288,12 +359,12 @@ def train(opts: TrainOptions):
                           f"{state['cpu_s'] / 3600:.2f} CPU-hours", flush=True)
                 checkpoint()
                 if ddp.is_main:  # weights only, at the epoch's end: what a shipped model is cut from
-                    save_checkpoint(out / "model-latest-epoch.pt", model, preset=opts.preset,
+                    save_checkpoint(out / "model-latest-epoch.pt", model, preset=preset,
                                     dataset=train_set.name, epoch=state["epoch"], step=state["step"],
                                     test_bits_per_dim=test_bpd)
                     if test_bpd is not None and (best_before is None or test_bpd < best_before):
                         # the test curve bounces at a constant learning rate: keep the best epoch too
-                        save_checkpoint(out / "model-best.pt", model, preset=opts.preset,
+                        save_checkpoint(out / "model-best.pt", model, preset=preset,
                                         dataset=train_set.name, epoch=state["epoch"], step=state["step"],
                                         test_bits_per_dim=test_bpd)
                 last_ckpt = time.monotonic()

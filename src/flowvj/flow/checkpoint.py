@@ -21,9 +21,13 @@ DEFAULT_MODEL = ASSETS / "default-model.pt"
 
 def save_checkpoint(path, model, *, preset, dataset, epoch, step, test_bits_per_dim=None,
                     optimizer=None, train_state=None):
-    """Write the model (and, for resuming, optimiser and loop state) to `path` atomically."""
+    """Write the model (and, for resuming, optimiser and loop state) to `path` atomically.
+
+    Any model with a `config` (to_dict) can be saved; one naming a `checkpoint_format` (the VAE)
+    is saved under that format, so readers can tell the kinds apart.
+    """
     record = {
-        "format": FORMAT,
+        "format": getattr(model, "checkpoint_format", FORMAT),
         "version": VERSION,
         "config": model.config.to_dict(),
         "preset": preset,
@@ -39,8 +43,15 @@ def save_checkpoint(path, model, *, preset, dataset, epoch, step, test_bits_per_
         torch.save(record, tmp)
 
 
-def read_checkpoint(path):
-    """The checkpoint's record, or a one-line UserError naming the file."""
+KIND_NAMES = {FORMAT: "Real-NVP", "flowvj-vae": "VAE"}
+
+
+def read_checkpoint(path, expect_format=FORMAT):
+    """The checkpoint's record, or a one-line UserError naming the file.
+
+    The VAE baseline shares this file layout under its own format name, so a flow passed where a
+    VAE is expected (or the reverse) is refused by name rather than failing on its weights.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist (expected a .pt file written by flowvj train)")
@@ -49,24 +60,30 @@ def read_checkpoint(path):
     except Exception as e:  # torch raises many kinds for a corrupt or foreign file
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"checkpoint {path} is unreadable ({reason[:120]}); expected a flowvj checkpoint") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise UserError(f"checkpoint {path} is not a flowvj Real-NVP checkpoint")
+    if not isinstance(record, dict) or record.get("format") != expect_format:
+        found = KIND_NAMES.get(record.get("format")) if isinstance(record, dict) else None
+        held = f" (it holds a {found})" if found else ""
+        raise UserError(f"checkpoint {path} is not a flowvj {KIND_NAMES[expect_format]} checkpoint{held}")
     if record.get("version") != VERSION:
         raise UserError(f"checkpoint {path} has format version {record.get('version')}, expected {VERSION}")
     return record
 
 
-def model_from_record(record, path, expect_config=None):
-    """Build the model a record describes; refuse a record of another config than expected."""
+def model_from_record(record, path, expect_config=None, model_class=RealNVP,
+                      config_from=lambda d: FlowConfig(**d).validate()):
+    """Build the model a record describes; refuse a record of another config than expected.
+
+    model_class and config_from default to the flow; the VAE baseline passes its own.
+    """
     try:
-        config = FlowConfig(**record["config"]).validate()
-    except (TypeError, ValueError) as e:
+        config = config_from(record["config"])
+    except (TypeError, ValueError, KeyError) as e:
         raise UserError(f"checkpoint {path} holds an invalid model config: {e}") from None
     if expect_config is not None and config != expect_config:
         raise UserError(
             f"checkpoint {path} holds a model of config {config.to_dict()}, expected {expect_config.to_dict()}"
         )
-    model = RealNVP(config)
+    model = model_class(config)
     try:
         model.load_state_dict(record["state_dict"])
     except RuntimeError as e:
