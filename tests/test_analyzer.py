@@ -63,7 +63,7 @@ def test_features_have_n_bands_and_every_level_stays_in_0_1(n_bands):
     for f in features:
         assert f.band_energy.shape == f.band_smooth.shape == f.band_onset.shape == (n_bands,)
         levels = np.concatenate(([f.rms, f.rms_smooth, f.onset_strength, f.kick, f.snare, f.hats,
-                                  f.beat_phase, f.beat_confidence], f.band_energy, f.band_smooth, f.band_onset))
+                                  f.beat_phase, f.beat_confidence, f.onset_mean], f.band_energy, f.band_smooth, f.band_onset))
         assert np.all(np.isfinite(levels)) and np.all(levels >= 0) and np.all(levels <= 1)
     assert features[-1].time_s == pytest.approx(len(features) * BLOCK_S)
     # the long-term average sits at 0.5, so a track's median level is near it
@@ -121,6 +121,19 @@ def test_a_track_at_minus_30_db_gives_the_same_features_as_at_0_db_after_3_s():
         assert abs(a.onset_strength - b.onset_strength) < 0.02 and abs(a.kick - b.kick) < 0.02
         assert a.kick_onset == b.kick_onset and a.beat == b.beat
     assert quiet[-1].gain_db - loud[-1].gain_db == pytest.approx(30.0, abs=0.1)
+
+
+@pytest.mark.parametrize("block_size", [256, 735])
+def test_onset_mean_integrates_the_same_over_time_for_any_block_size(block_size):
+    # magellan's travel is the time integral of onset_mean: a per-block max would grow it with
+    # the block size; the mean over the block's frames keeps it (up to the analysis frames a
+    # block boundary splits)
+    audio = synth_track(128, 8, seed=1).audio
+    def integral(size):
+        return sum(f.onset_mean * f.dt_s for f in _run(audio, block_size=size))
+    reference = integral(1470)
+    assert reference > 0.2
+    assert integral(block_size) == pytest.approx(reference, rel=0.05)
 
 
 def test_attack_release_is_exact_for_any_step_size():

@@ -59,14 +59,25 @@ def test_step_returns_float32_latent_of_one_image_shape():
     assert z.dtype == np.float32 and z.shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("mode, bound", [("weighted", 0.08), ("magellan", 0.03), ("explore", 0.3)])
 @pytest.mark.parametrize("fps", [30, 60])
-def test_position_moves_in_bounded_steps(mode, bound, fps):
+def test_weighted_moves_in_bounded_steps(fps):
     latents = image_latents()
-    zs = run(Navigator(latents, mode=mode, seed=3), synth_features(fps))
-    # per frame, relative to the latents' norm, halving at twice the frame rate; explore's kicks
-    # are deliberate punches, still spread by follow_s over a few frames (unsmoothed: ~0.7)
-    assert steps(zs).max() / mean_norm(latents) < bound * 30 / fps
+    zs = run(Navigator(latents, mode="weighted", seed=3), synth_features(fps))
+    # per frame, relative to the latents' norm, halving at twice the frame rate
+    assert steps(zs).max() / mean_norm(latents) < 0.08 * 30 / fps
+
+
+@pytest.mark.parametrize("mode, bound", [("magellan", 0.06), ("explore", 0.12)])
+@pytest.mark.parametrize("fps", [30, 60])
+def test_travelling_modes_jump_on_hits_and_move_in_small_steps_between(mode, bound, fps):
+    latents, feats = image_latents(), synth_features(fps)
+    per_frame = steps(run(Navigator(latents, mode=mode, seed=3), feats)) / mean_norm(latents)
+    hit = np.array([f.onset or f.kick_onset for f in feats])[1:]      # hit[i]: during step i
+    near_hit = hit | np.r_[False, hit[:-1]] | np.r_[False, False, hit[:-2]]   # and two frames on
+    # between hits (measured: magellan 0.044 at both rates, explore relaxing 0.086 / 0.044) ...
+    assert per_frame[~near_hit].max() < bound
+    # ... and the deliberate jumps on the hits are several times larger (measured 0.18-0.72)
+    assert per_frame[hit].max() > 3 * per_frame[~near_hit].max()
 
 
 def piecewise_features(fps, duration_s=6.0):
@@ -88,16 +99,25 @@ def test_trajectory_in_time_is_the_same_at_30_and_60_fps(mode):
     assert gap.max() / mean_norm(latents) < 0.025
 
 
-@pytest.mark.parametrize("mode, tolerance", [("weighted", 0.1), ("magellan", 0.02)])
-def test_trajectory_on_real_audio_is_nearly_the_same_at_30_and_60_fps(mode, tolerance):
+def test_weighted_on_real_audio_is_nearly_the_same_at_30_and_60_fps():
     # the analyzer's per-block levels differ with the block size (1470 vs 735 samples), and the
-    # softmax of a mean is not the mean of softmaxes: weighted differs more than magellan
+    # softmax of a mean is not the mean of softmaxes
     latents = image_latents()
-    z30 = run(Navigator(latents, mode=mode), synth_features(30))
-    z60 = run(Navigator(latents, mode=mode), synth_features(60))
+    z30 = run(Navigator(latents, mode="weighted"), synth_features(30))
+    z60 = run(Navigator(latents, mode="weighted"), synth_features(60))
     n = min(len(z30), len(z60) // 2)
     gap = np.linalg.norm((z30[:n] - z60[1::2][:n]).reshape(n, -1), axis=1)
-    assert gap.max() / mean_norm(latents) < tolerance
+    assert gap.max() / mean_norm(latents) < 0.1
+
+
+def test_magellan_on_real_audio_travels_as_far_at_30_and_60_fps():
+    # travel integrates onset_mean (a per-block mean, so its integral does not depend on the block
+    # size) and steps on onset events (found per analysis frame); measured 3.78 vs 3.66 images
+    def travelled(fps):
+        nav = Navigator(image_latents(), mode="magellan")
+        run(nav, synth_features(fps))
+        return nav.mode.position
+    assert travelled(30) > 2.0 and abs(travelled(60) / travelled(30) - 1) < 0.06
 
 
 def test_weighted_one_loud_band_goes_to_its_image():
@@ -151,11 +171,22 @@ def test_explore_distance_from_home_rises_on_a_kick_then_relaxes():
     home = latents[nav.mode.home]
     distance = []
     for i in range(240):                                     # a single kick at 1 s
-        z = nav.step(features(i * dt, dt, rms_smooth=0.2, kick=(i == 60)), dt)
+        z = nav.step(features(i * dt, dt, rms_smooth=0.4, kick=(i == 60)), dt)
         distance.append(np.linalg.norm(z - home) / mean_norm(latents))
     settled, peak, later = distance[59], max(distance[60:90]), distance[-1]
     assert peak > settled + 0.3
     assert later < settled + 0.05
+
+
+@pytest.mark.parametrize("mode", ["magellan", "explore"])
+def test_quiet_passages_barely_move_loud_ones_do(mode):
+    # the same hits (a kick every 0.5 s) in a passage below the activity floor and at average level
+    def path_length(rms):
+        nav, dt = Navigator(image_latents(), mode=mode, seed=1), 1 / 30
+        return steps(np.stack([nav.step(features(i * dt, dt, rms_smooth=rms, kick=i % 15 == 0), dt)
+                               for i in range(150)])).sum()
+    # magellan keeps its slow drift when quiet (measured x0.17), explore settles at home
+    assert path_length(0.25) < 0.25 * path_length(0.5)
 
 
 def test_explore_picks_a_new_target_every_n_beats():
@@ -187,7 +218,7 @@ def test_mode_switch_crossfades_without_a_jump():
     dt, zs = 1 / 60, []
     for i in range(240):
         if i == 120:
-            nav.set_mode("magellan")
+            nav.set_mode("magellan", images_per_s=0.25)
         zs.append(nav.step(features(i * dt, dt, band_energy=(0.2, 0.2, 0.9, 0.2)), dt))
     moved = np.linalg.norm(zs[-1] - zs[119]) / mean_norm(latents)
     assert moved > 0.5                                        # the new mode is somewhere else ...

@@ -52,8 +52,8 @@ def test_next_image_heads_for_the_next_image_with_no_jump(mode):
         nav.next_image()
         zs.append(run_for(nav, 2.0, **held))
         assert nearest(nav) == expected % len(latents), f"{mode}: did not reach image {expected}"
-    # image to image is ~1.4x the norm; at 60 fps no frame moves 5% of it (an uncross-faded jump: ~20%)
-    assert steps(np.concatenate(zs)).max() / mean_norm(latents) < 0.05
+    # image to image is ~1.4x the norm; at 60 fps no frame moves 6% of it (an uncross-faded jump: ~20%)
+    assert steps(np.concatenate(zs)).max() / mean_norm(latents) < 0.06
 
 
 def test_next_image_during_a_mode_switch_keeps_that_fade():

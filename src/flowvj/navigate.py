@@ -76,6 +76,18 @@ def softmax(x, temperature):
     return e / e.sum()
 
 
+def activity(features, quiet=0.3):
+    """How much is going on, from the smoothed loudness relative to the track's long-term average
+    (rms_smooth, where 0.5 is the average): 0 at or below `quiet`, 1 at the average, rising past
+    it (2 at 0.7). The analyzer's adaptive gain makes levels relative, which suits a mix at any
+    volume but would move a quiet passage almost as much as a loud one (relative levels 0.41 vs
+    0.64 in the ambient tracks' quietest and loudest fifths); measured from a floor, those become
+    0.55 vs 1.7, and breakdowns settle."""
+    if quiet >= 0.5:
+        return float(features.rms_smooth >= quiet)
+    return max(0.0, (features.rms_smooth - quiet) / (0.5 - quiet))
+
+
 def _positive(name, value, allow_zero=False):
     """Check a number option; a UserError names it and what was expected."""
     ok = isinstance(value, (int, float, np.number)) and np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
@@ -90,6 +102,7 @@ class Mode:
     latent each frame. Subclasses set `min_images` when they need more than one image."""
 
     min_images = 1
+    follow_s = 0.02     # the Navigator's default following time for this mode (see Navigator)
 
     def __init__(self, latents, interpolate, rng):
         self.latents, self.interpolate, self.rng = latents, interpolate, rng
@@ -115,6 +128,8 @@ class WeightedMode(Mode):
     flickered with a high one; here the weights are smoothed with time constant `smoothing_s`
     seconds, so each weight moves at most dt/smoothing_s of the gap per frame."""
 
+    follow_s = 0.1      # no deliberate jumps here: the following smooths the blend further
+
     def __init__(self, latents, interpolate, rng, interpolation="slerp", temperature=0.1, smoothing_s=0.5):
         super().__init__(latents, interpolate, rng)
         self.interpolation = interpolation
@@ -139,24 +154,37 @@ class WeightedMode(Mode):
 
 
 class MagellanMode(Mode):
-    """Circle round the images in order, interpolating between neighbours. The position advances
-    `images_per_s` x 2 x rms_smooth (so music at its average level, rms_smooth 0.5, travels at
-    `images_per_s`), never slower than `drift` x images_per_s: quiet music drifts, loud travels."""
+    """Circle round the images in order, interpolating between neighbours. The speed, in images
+    per second, is `images_per_s` plus `onset_speed` x the onset strength of the moment (the
+    Features' onset_mean: every band counts, hats as much as kicks), times the activity
+    (see `activity`; capped at 2); and each onset event steps it on by `onset_step` x its
+    strength x activity. The travel never goes slower than `drift` x images_per_s. So quiet
+    music drifts, loud music travels, and the travel surges on the hits: its speed tracks the
+    music's onsets frame by frame (motion that follows loudness alone lagged the hits by 2-4
+    frames and correlated 0.01-0.27 with them; see benchmarks/README.md)."""
 
     min_images = 2
 
-    def __init__(self, latents, interpolate, rng, images_per_s=0.25, drift=0.1):
+    def __init__(self, latents, interpolate, rng, images_per_s=0.05, onset_speed=3.0, onset_step=0.05,
+                 drift=0.5, quiet=0.3):
         super().__init__(latents, interpolate, rng)
         self.images_per_s = _positive("images_per_s", images_per_s, allow_zero=True)
+        self.onset_speed = _positive("onset_speed", onset_speed, allow_zero=True)
+        self.onset_step = _positive("onset_step", onset_step, allow_zero=True)
         self.drift = _positive("drift", drift, allow_zero=True)
+        self.quiet = _positive("quiet", quiet, allow_zero=True)
         self.position = 0.0             # in images; wraps round n
 
     def start(self, r):
         self.position = float(self.nearest_image(r))
 
     def destination(self, features, dt_s):
-        n = len(self.latents)
-        self.position = (self.position + dt_s * self.images_per_s * max(2.0 * features.rms_smooth, self.drift)) % n
+        n, level = len(self.latents), min(activity(features, self.quiet), 2.0)
+        speed = self.images_per_s + self.onset_speed * features.onset_mean
+        advance = dt_s * max(speed * level, self.drift * self.images_per_s)
+        if features.onset:
+            advance += self.onset_step * features.onset_strength * level
+        self.position = (self.position + advance) % n
         i = int(self.position)
         return self.interpolate(self.latents[i], self.latents[(i + 1) % n], self.position - i)
 
@@ -168,8 +196,10 @@ class MagellanMode(Mode):
 
 class ExploreMode(Mode):
     """From the current (home) image, morph toward a randomly chosen other image. The amount of
-    the morph follows `rms_amount` x rms_smooth, jumps up by `kick_jump` x kick strength on each
-    kick (the one deliberate jump), and relaxes back with time constant `relax_s`. Every
+    the morph rests at `rms_amount` x activity / 2 (0.2 at the track's average loudness, 0 in
+    its quiet passages), jumps up on each onset by `onset_jump` x onset strength and on each kick
+    by a further `kick_jump` x kick strength (the deliberate jumps, scaled by the activity capped
+    at 2, so a quiet passage's small hits stay small), and relaxes back with time constant `relax_s`. Every
     `beats_per_target` beats (or that many half-seconds before the tempo locks) a new target is
     drawn from the seeded RNG; if the morph was past halfway the old target becomes home. The
     old (home, target) pair's point is cross-faded into the new pair's over `pick_fade_s`, so
@@ -177,11 +207,13 @@ class ExploreMode(Mode):
 
     min_images = 2
 
-    def __init__(self, latents, interpolate, rng, rms_amount=0.4, kick_jump=0.5, relax_s=0.5,
-                 beats_per_target=8, pick_fade_s=0.5):
+    def __init__(self, latents, interpolate, rng, rms_amount=0.4, onset_jump=0.3, kick_jump=0.5, relax_s=0.25,
+                 beats_per_target=8, pick_fade_s=0.5, quiet=0.3):
         super().__init__(latents, interpolate, rng)
         self.rms_amount = _positive("rms_amount", rms_amount, allow_zero=True)
+        self.onset_jump = _positive("onset_jump", onset_jump, allow_zero=True)
         self.kick_jump = _positive("kick_jump", kick_jump, allow_zero=True)
+        self.quiet = _positive("quiet", quiet, allow_zero=True)
         self.relax_s = _positive("relax_s", relax_s, allow_zero=True)
         self.pick_fade_s = _positive("pick_fade_s", pick_fade_s, allow_zero=True)
         if not isinstance(beats_per_target, (int, np.integer)) or beats_per_target < 1:
@@ -210,9 +242,11 @@ class ExploreMode(Mode):
                 self.home = self.target
             self.target = self._pick_other(self.home)
             self.beats, self.since_pick_s = 0, 0.0
-        if features.kick_onset:
-            self.amount = min(1.0, self.amount + self.kick_jump * features.kick)
-        rest = min(1.0, self.rms_amount * features.rms_smooth)
+        level = min(activity(features, self.quiet), 2.0)
+        jump = self.onset_jump * features.onset_strength * features.onset
+        jump += self.kick_jump * features.kick * features.kick_onset
+        self.amount = min(1.0, self.amount + jump * level)
+        rest = min(1.0, 0.5 * self.rms_amount * level)
         self.amount += float(smoothing_coefficient(self.relax_s, dt_s)) * (rest - self.amount)
         d = self._point(self.home, self.target)
         if self.previous is not None:
@@ -244,12 +278,16 @@ class Navigator:
     image_latents : array (n_images, ...), the images' exact latents from the flow.
     mode : 'weighted' | 'magellan' | 'explore'.  mode_options go to the mode (temperature, ...).
     interpolation : 'slerp' (keeps norms, default) or 'linear'.
-    follow_s : time constant (s) of r following the mode's destination (0 = jump to it).
+    follow_s : time constant (s) of r following the mode's destination (0 = jump to it); None
+        (default) takes the active mode's: 0.1 s for weighted, 0.02 s for magellan and explore,
+        whose own paths are smooth, so following only rounds off their deliberate jumps (0.1 s
+        spread a kick's jump over ~5 frames and cut the motion's correlation with the onsets by
+        a third).
     crossfade_s : how long a live mode switch fades from the old mode's destination to the new.
     seed : makes runs reproducible: the same Features sequence and seed give the same z sequence.
     """
 
-    def __init__(self, image_latents, mode="weighted", interpolation="slerp", follow_s=0.1,
+    def __init__(self, image_latents, mode="weighted", interpolation="slerp", follow_s=None,
                  crossfade_s=0.75, seed=0, **mode_options):
         latents = np.asarray(image_latents, dtype=np.float64)
         if latents.ndim < 2 or len(latents) < 1 or not np.all(np.isfinite(latents)):
@@ -259,7 +297,7 @@ class Navigator:
         self.image_latents, self.latent_shape = latents.reshape(len(latents), -1), latents.shape[1:]
         self.interpolation = interpolation
         self.interpolate = slerp if interpolation == "slerp" else lerp
-        self.follow_s = _positive("follow_s", follow_s, allow_zero=True)
+        self.follow_s = None if follow_s is None else _positive("follow_s", follow_s, allow_zero=True)
         self.crossfade_s = _positive("crossfade_s", crossfade_s, allow_zero=True)
         self.rng = np.random.default_rng(seed)
         self.r = self.image_latents[0].copy()
@@ -312,5 +350,6 @@ class Navigator:
             d = self.interpolate(self._old_mode.destination(features, dt_s), d, s)
         if self._fade >= 1.0:
             self._old_mode = None
-        self.r = self.interpolate(self.r, d, float(smoothing_coefficient(self.follow_s, dt_s)))
+        follow_s = self.mode.follow_s if self.follow_s is None else self.follow_s
+        self.r = self.interpolate(self.r, d, float(smoothing_coefficient(follow_s, dt_s)))
         return self.r.reshape(self.latent_shape).astype(np.float32)

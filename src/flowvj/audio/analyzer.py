@@ -60,6 +60,9 @@ class Features:
     onset_strength: overall spectral flux over the block (its max over the block's frames),
         relative to the recent peak flux.  onset: an onset was detected in the block.
     band_onset: float32 (n_bands,), the same per band.
+    onset_mean: the per-band onset strengths averaged over the bands and over the block's frames:
+        how much is being hit, every band counting equally. A mean, not a max, over the frames,
+        so its integral over time (a travel driven by it) is the same for any block size.
     kick, snare, hats: onset strengths in 30-150 Hz, 1-5 kHz and 7-16 kHz, each relative to its
         recent peak; kick_onset, snare_onset, hats_onset: events in this block.
     tempo_bpm: current tempo in BPM, inside the preferred range (0.0 until the tracker locks).
@@ -89,6 +92,7 @@ class Features:
     beat_phase: float
     beat_confidence: float
     gain_db: float
+    onset_mean: float = 0.0
 
     @property
     def beat_time_s(self):
@@ -273,6 +277,7 @@ class Analyzer:
                                     MIN_ONSET_PEAK * self.window.sum() / 2)      # in |rfft| units
         self._gain = 1.0
         self._rms_smooth, self._band_smooth = 0.0, np.zeros(n)
+        self._onset_mean = 0.0
         self._levels = (0.0, np.zeros(n))          # last (rms ratio, band ratios), for tiny blocks
         self.tempo.reset()
 
@@ -286,6 +291,7 @@ class Analyzer:
             - (n_frames - 1) * self.hop_size             # stream sample where frame 0 ends
         self._samples += len(block)
         strength = np.zeros(4 + self.n_bands)
+        band_strength_sum = 0.0
         events = np.zeros(4 + self.n_bands, dtype=bool)
         beat = False
         if n_frames:
@@ -301,9 +307,11 @@ class Analyzer:
                 frame_strength, frame_events, frame_beat = self._onsets_of(
                     spectrum[i], (first_end + i * self.hop_size) / self.sample_rate)
                 strength = np.maximum(strength, frame_strength)
+                band_strength_sum += float(frame_strength[4:].mean())
                 events |= frame_events
                 beat |= frame_beat
             self._levels = (np.sqrt(rms_power / n_frames), np.sqrt(band_ratio_power / n_frames))
+            self._onset_mean = band_strength_sum / n_frames
             self._buffer = buf[n_frames * self.hop_size:]
         else:
             self._buffer = buf
@@ -320,7 +328,7 @@ class Analyzer:
             snare=float(strength[2]), snare_onset=bool(events[2]),
             hats=float(strength[3]), hats_onset=bool(events[3]),
             tempo_bpm=float(tempo_bpm), beat=beat, beat_phase=phase, beat_confidence=confidence,
-            gain_db=float(20 * np.log10(self._gain)),
+            gain_db=float(20 * np.log10(self._gain)), onset_mean=self._onset_mean,
         )
 
     def _levels_of(self, hop_power, band_power):
