@@ -105,3 +105,8 @@ def test_eval_json_prints_one_object_with_bits_per_dim_and_reconstruction_error(
     assert report["images"] == 50
     assert report["max_reconstruction_error"] < 1e-4
     assert math.isfinite(report["bits_per_dim"]) and 3 < report["bits_per_dim"] < 9
+
+
+def test_serve_with_a_missing_image_set_fails_with_one_line_naming_it(run_flowvj, tmp_path):
+    missing = tmp_path / "no-such-set"
+    _assert_one_line_error(run_flowvj("serve", "--silent", "--image-sets", missing), missing)

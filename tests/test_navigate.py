@@ -16,6 +16,7 @@ from flowvj.errors import UserError
 from flowvj.navigate import MODES, Navigator, blend, rebin, slerp
 
 RATE = 44100
+DT60 = 1 / 60
 
 
 def image_latents(n=4, seed=0):
@@ -273,3 +274,28 @@ def test_travelling_modes_need_two_images(mode):
 def test_bad_options_are_user_errors_naming_the_option(options, name):
     with pytest.raises(UserError, match=name):
         Navigator(image_latents(), **options)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_new_image_set_is_crossfaded_in_and_then_travelled(mode):
+    old, new = image_latents(4, seed=0), image_latents(3, seed=9)
+    nav, zs = Navigator(old, mode=mode, seed=1), []
+    for i in range(240):                                     # 4 s at 60 fps; the new set at 1 s
+        if i == 60:
+            nav.set_images(new)
+        zs.append(nav.step(features(i * DT60, DT60, band_energy=(0.2, 0.9, 0.2), rms_smooth=0.6), DT60))
+    assert len(nav.image_latents) == 3 and nav.mode_name == mode
+    # no frame jumps (an uncross-faded switch moves ~1.4x the norm at once) ...
+    assert steps(np.stack(zs[55:])).max() / mean_norm(old) < 0.1
+    # ... and the picture ends up among the new images, far from where it was
+    distance_to_new = np.linalg.norm(new.reshape(3, -1) - zs[-1].reshape(-1), axis=1).min()
+    assert distance_to_new < np.linalg.norm(zs[-1] - zs[59]) 
+
+
+def test_a_new_image_set_of_another_shape_is_a_user_error():
+    nav = Navigator(image_latents(), mode="explore")
+    with pytest.raises(UserError, match="shaped"):
+        nav.set_images(np.zeros((3, 3, 16, 16)))
+    with pytest.raises(UserError, match="at least 2 images"):
+        nav.set_images(image_latents(1))
+    assert len(nav.image_latents) == 4

@@ -132,9 +132,10 @@ def serving(image_files, tmp_path_factory):  # noqa: F811
     track = tmp_path_factory.mktemp("serve") / "t.wav"
     write_track(track, synth_track(bpm=128, duration_s=30.0, seed=4))
     show = Show(model, load_show_images(image_files, 32), mode="explore")
-    web = WebOutput(port=0, controls={"mode": "explore"}).start()
+    sets = {"picks": image_files, "two": image_files[:2]}
+    web = WebOutput(port=0, controls={"mode": "explore"}, image_sets=list(sets)).start()
     source = SilentPlayback(FileSource(track)).start()
-    loop = LiveLoop(show, source, [web], fps=20)
+    loop = LiveLoop(show, source, [web], fps=20, image_sets=sets)
     result = {}
     thread = threading.Thread(target=lambda: result.update(loop.run(duration_s=40)), daemon=True)
     thread.start()
@@ -176,6 +177,11 @@ def test_serve_end_to_end_frames_reach_the_page_and_its_controls_drive_the_loop(
         page.select_option("#mode", "magellan")
         until(lambda: navigator.mode_name == "magellan", "mode magellan did not reach the navigator")
         assert loop.temperature == 0.5
+        n_before = len(navigator.image_latents)
+        page.select_option("#image_set", "two")              # loaded and encoded off the frame loop
+        until(lambda: len(navigator.image_latents) == 2 != n_before, "image set 'two' did not reach the navigator")
+        assert np.allclose(navigator.image_latents, loop.show.generator.encode(
+            load_show_images(loop.image_sets["two"], 32)).reshape(2, -1), atol=1e-5)
         frames = page.evaluate("window.flowvjFrames")
         page.wait_for_function(f"window.flowvjFrames > {frames + 5}", timeout=5_000)   # still streaming
     finally:

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from .errors import UserError
 
@@ -104,6 +105,7 @@ def _live(args, outputs_for):
     """play / live / serve: one live loop; `outputs_for(args)` opens the outputs."""
     from .engine import LiveLoop, demo_track, open_live
 
+    image_sets = _image_sets(args)      # checked before the model loads
     track = getattr(args, "track", None)
     if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
         track = demo_track()
@@ -113,7 +115,8 @@ def _live(args, outputs_for):
     outputs = outputs_for(args)
     try:
         with source:
-            stats = LiveLoop(show, source, outputs, fps=args.fps).run(args.duration)
+            stats = LiveLoop(show, source, outputs, fps=args.fps,
+                             image_sets=image_sets).run(args.duration)
     finally:
         for output in outputs:
             output.close()
@@ -129,10 +132,26 @@ def _window_outputs(args):
                    show_meter=args.meter)]
 
 
+def _image_sets(args):
+    """Name -> image paths of the sets the browser offers: the show's own (--images, or the
+    bundled demo images as 'demo'), then each --image-sets folder or file by its name."""
+    first = Path(args.images[0]).stem if args.images else "demo"
+    sets = {first: args.images}
+    for spec in getattr(args, "image_sets", None) or []:
+        if not Path(spec).exists():
+            raise UserError(f"--image-sets {spec} does not exist; expected a folder of images or an image file")
+        name = Path(spec).stem
+        while name in sets:
+            name += "'"
+        sets[name] = [spec]
+    return sets
+
+
 def _web_outputs(args):
     from .outputs.web import WebOutput
 
-    web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode}).start()
+    web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode},
+                    image_sets=list(_image_sets(args))).start()
     print(f"open {web.url} in a browser", flush=True)
     return [web]
 
@@ -235,7 +254,7 @@ def build_parser():
     r.add_argument("--fps", type=_positive(float), default=30.0)
     r.add_argument("--duration", type=_positive(float), help="seconds of the track to render (default: all)")
     r.add_argument("--start", type=float, default=0.0, help="where in the track to start, seconds")
-    r.add_argument("--encoder-preset", default="veryfast", help="x264 preset (ultrafast ... veryslow)")
+    r.add_argument("--encoder-preset", default="superfast", help="x264 preset (ultrafast ... veryslow)")
     r.set_defaults(run=_render)
     for name, helptext in (("play", "play a track and show the visuals in a window"),
                            ("live", "listen to an input device and show the visuals in a window"),
@@ -251,6 +270,8 @@ def build_parser():
         if name == "serve":
             p.add_argument("--host", default="127.0.0.1")
             p.add_argument("--port", type=int, default=8765)
+            p.add_argument("--image-sets", nargs="+", metavar="DIR_OR_FILE",
+                           help="more image sets the page offers to switch to (each folder or file one set)")
             p.set_defaults(run=lambda a: _live(a, _web_outputs))
         else:
             p.add_argument("--size", default="1280x720", help="window size WIDTHxHEIGHT")

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def frame_bounds(frame_index, fps, sample_rate):
 
 
 def render(track, out, *, images=None, model_path=None, mode="explore", size=(1280, 720), fps=30,
-           duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="veryfast", show_progress=True):
+           duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="superfast", show_progress=True):
     """Render a music video of `track` to `out` (H.264 + AAC, the track muxed in); returns frames."""
     import torch
 
@@ -162,15 +163,20 @@ class LiveLoop:
           the frame pacing are unaffected;
       sensitivity: a gain on the levels the navigator sees (rms, rms_smooth, band energies, and
           the kick/snare/hats/onset strengths); the meters show the levels after the gain.
-    Anything else (an unknown name, image_set, which needs a re-encode) is logged and ignored;
-    the window's own toggle_meter / toggle_fullscreen are silently left to the window.
+      image_set: a name from `image_sets` (name -> list of image paths, None for the bundled
+          demo images): the images are loaded and encoded in a background thread, so the frames
+          go on meanwhile, then Navigator.set_images cross-fades to them.
+    Anything else (an unknown name or set) is logged and ignored; the window's own
+    toggle_meter / toggle_fullscreen are silently left to the window.
     """
 
     LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats")
 
-    def __init__(self, show, source, outputs, fps=60.0, max_block=4096):
+    def __init__(self, show, source, outputs, fps=60.0, max_block=4096, image_sets=None):
         self.show, self.source, self.outputs = show, source, list(outputs)
         self.fps, self.max_block = float(fps), int(max_block)
+        self.image_sets = dict(image_sets or {})
+        self._arrived_images = None     # (name, latents) from the loading thread, or None
         self.frame_ms, self.latency_ms = [], []
         self.running = False
         self.speed, self.sensitivity, self.temperature = 1.0, 1.0, None
@@ -193,10 +199,34 @@ class LiveLoop:
                 self.temperature = navigator.set_temperature(float(value))
             elif action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
                 setattr(self, action, float(value))
+            elif action == "image_set" and value in self.image_sets:
+                threading.Thread(target=self._load_image_set, args=(value,), daemon=True).start()
             elif action not in ("toggle_meter", "toggle_fullscreen"):
                 log.info("live: ignored control %r = %r", action, value)
         except (UserError, TypeError, ValueError) as error:
             log.warning("live: ignored control %r = %r: %s", action, value, error)
+
+    def _load_image_set(self, name):
+        try:
+            images = load_show_images(self.image_sets[name], self.show.generator.shape[1])
+            self._arrived_images = (name, self.show.generator.encode(images))
+        except UserError as error:
+            log.warning("live: image set %r not loaded: %s", name, error)
+
+    def _take_arrived_images(self):
+        arrived, self._arrived_images = self._arrived_images, None
+        if arrived is None:
+            return
+        name, latents = arrived
+        try:
+            self.show.navigator.set_images(latents)
+        except UserError as error:
+            log.warning("live: image set %r not used: %s", name, error)
+            return
+        self.show.image_latents = latents
+        if self.temperature:
+            self.show.navigator.set_temperature(self.temperature)
+        log.info("live: image set %r (%d images)", name, len(latents))
 
     def _set_mode(self, name):
         options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
@@ -207,6 +237,7 @@ class LiveLoop:
         sensitivity gain (set as show.features, which next_frame keeps when given no new audio)
         and steps speed x dt_s."""
         show = self.show
+        self._take_arrived_images()
         if len(block) or self._heard is None:
             self._heard = show.analyzer.process(block)
         gain = self.sensitivity

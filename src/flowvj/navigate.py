@@ -269,6 +269,13 @@ class ExploreMode(Mode):
 MODES = {"weighted": WeightedMode, "magellan": MagellanMode, "explore": ExploreMode}
 
 
+def _checked_latents(image_latents):
+    latents = np.asarray(image_latents, dtype=np.float64)
+    if latents.ndim < 2 or len(latents) < 1 or not np.all(np.isfinite(latents)):
+        raise UserError(f"navigator needs finite image latents shaped (n_images, ...), got shape {latents.shape}")
+    return latents
+
+
 class Navigator:
     """Holds `image_latents` (n_images, ...) and the position r; `step(features, dt_s)` returns
     the next z (float32, the shape of one image latent).
@@ -289,9 +296,7 @@ class Navigator:
 
     def __init__(self, image_latents, mode="weighted", interpolation="slerp", follow_s=None,
                  crossfade_s=0.75, seed=0, **mode_options):
-        latents = np.asarray(image_latents, dtype=np.float64)
-        if latents.ndim < 2 or len(latents) < 1 or not np.all(np.isfinite(latents)):
-            raise UserError(f"navigator needs finite image latents shaped (n_images, ...), got shape {latents.shape}")
+        latents = _checked_latents(image_latents)
         if interpolation not in INTERPOLATIONS:
             raise UserError(f"unknown interpolation {interpolation!r}; expected one of: {', '.join(INTERPOLATIONS)}")
         self.image_latents, self.latent_shape = latents.reshape(len(latents), -1), latents.shape[1:]
@@ -302,6 +307,7 @@ class Navigator:
         self.rng = np.random.default_rng(seed)
         self.r = self.image_latents[0].copy()
         self.mode_name, self.mode, self._old_mode, self._fade = None, None, None, 1.0
+        self.mode_options = {}
         self.set_mode(mode, **mode_options)
         self._fade = 1.0                # the first mode starts at once: nothing to fade from
 
@@ -321,7 +327,22 @@ class Navigator:
             raise UserError(f"navigator mode {name!r}: {error}") from None
         new.start(self.r)
         self._old_mode, self._fade = self.mode, 0.0
-        self.mode, self.mode_name = new, name
+        self.mode, self.mode_name, self.mode_options = new, name, mode_options
+
+    def set_images(self, image_latents):
+        """Swap the image set live (the browser's image-set control): the active mode starts
+        afresh on the new latents, with its options, and is cross-faded from the old mode,
+        which keeps running on the old latents, over crossfade_s, as a mode switch is."""
+        latents = _checked_latents(image_latents)
+        if latents.shape[1:] != self.latent_shape:
+            raise UserError(f"new image latents are shaped {latents.shape[1:]}, the show's {self.latent_shape}")
+        previous = self.image_latents
+        self.image_latents = latents.reshape(len(latents), -1)
+        try:
+            self.set_mode(self.mode_name, **self.mode_options)
+        except UserError:                # e.g. one image for a travelling mode: keep the old set
+            self.image_latents = previous
+            raise
 
     def next_image(self):
         """Make the active mode head for the next image (see each mode's next_image). The
