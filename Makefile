@@ -67,3 +67,15 @@ snapshot-lite:
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info
+
+# The VAE baseline flowvj compare measures the flow against (shipped as
+# src/flowvj/assets/default-vae.pt): one thread under nice 19, resumed when runs/vae has a checkpoint.
+VAE_MINUTES ?= 45
+.PHONY: train-vae
+train-vae: $(STAMP)
+	mkdir -p runs/vae
+	OMP_WAIT_POLICY=PASSIVE nohup nice -n 19 $(BIN)/flowvj train --model vae --preset small \
+		--data ../shared/data/cifar10 --out runs/vae --threads 1 --epochs 40 \
+		--max-minutes $(VAE_MINUTES) --checkpoint-minutes 5 \
+		$$(test -f runs/vae/ckpt.pt && echo --resume) >> runs/vae/train.log 2>&1 &
+	@echo "training the VAE in the background; progress: tail -f runs/vae/train.log"

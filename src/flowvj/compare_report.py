@@ -48,6 +48,10 @@ def _judge_table(judged):
                    "kurtosis / endpoints' (1 = as sparse)"], rows)
 
 
+def _per_image(s, key, shown=16):
+    return ", ".join(f"{v:.1f}" for v in s["reconstruction_per_image"][key][:shown])
+
+
 def page(summary):
     flow, vae = summary["flow"], summary["vae"]
     parts = [f"<!doctype html><meta charset='utf-8'><title>flowvj: flow vs VAE vs cross-fade</title>"
@@ -58,11 +62,18 @@ def page(summary):
              "Both trained on CIFAR-10 train; every figure is in <a href='summary.json'>summary.json</a>.</p>",
              "<h2>Reconstruction</h2><p>Flow: x &rarr; z &rarr; x. VAE: decode(posterior mean). "
              "Errors in 8-bit levels on the clipped output; PSNR averaged per image (200 dB = exact).</p>",
-             _recon_table(summary["sets"])]
+             _recon_table(summary["sets"]),
+             "<p>Interpolation judges, none of them the flow: the VAE's negative ELBO of each "
+             "in-between frame (it favours smooth images like its own decodes, so it flatters the VAE's "
+             "row), and two model-free statistics of natural images relative to the two real endpoint "
+             "images blended by position: fine-detail energy (mean squared Laplacian) and the kurtosis of "
+             "luminance gradients (photos have sparse, heavy-tailed gradients; a double exposure is "
+             "closer to Gaussian). 1.0 is as sharp / as sparse as the real images.</p>"]
     for name, s in summary["sets"].items():
         title = escape(SET_TITLES.get(name, name))
         parts.append(f"<h2>{title}</h2><figure><img src='{s['reconstruction_png']}' alt='reconstructions'>"
-                     "<figcaption>rows: original, flow reconstruction, VAE reconstruction</figcaption></figure>")
+                     "<figcaption>rows: original, flow reconstruction, VAE reconstruction; VAE PSNR per "
+                     f"image, left to right: {_per_image(s, 'vae_psnr_db')} dB</figcaption></figure>")
         parts.append(f"<h3>Interpolation judges ({s['frames'] - 2} in-between frames per pair, "
                      f"{len(s['strips'])} pairs)</h3>")
         parts.append(_judge_table(s["interpolation_judges"]))
