@@ -299,3 +299,13 @@ def test_a_new_image_set_of_another_shape_is_a_user_error():
     with pytest.raises(UserError, match="at least 2 images"):
         nav.set_images(image_latents(1))
     assert len(nav.image_latents) == 4
+
+
+def test_the_travelling_modes_ease_in_over_the_analyzers_first_second():
+    # before the analyzer has heard a second, 'loud' has no reference: the same kick moves less
+    def jump(at_s):
+        nav = Navigator(image_latents(), mode="explore", seed=0)
+        before = nav.step(features(at_s - DT60, DT60, rms_smooth=0.6), DT60)
+        after = nav.step(features(at_s, DT60, rms_smooth=0.6, kick=True), DT60)
+        return np.linalg.norm(after - before)
+    assert jump(0.1) < 0.2 * jump(2.0)

@@ -66,11 +66,12 @@ def test_next_image_during_a_mode_switch_keeps_that_fade():
 
 
 class StubShow(Show):
-    """A Show without a model: fixed Features from a stub analyzer, a real Navigator, z as frame."""
+    """A Show without a model: fixed Features from a stub analyzer (at t = 10 s, past the
+    navigator's warm-up), a real Navigator, z as frame."""
 
     def __init__(self, navigator, feature_args):
         self.navigator, self.features, self.sample_rate = navigator, None, 44100
-        self.analyzer = type("A", (), {"process": staticmethod(lambda block: features(0, DT, **feature_args))})()
+        self.analyzer = type("A", (), {"process": staticmethod(lambda block: features(10.0, DT, **feature_args))})()
         self.generator = type("G", (), {"decode": staticmethod(lambda z: z), "bad_frames": 0})()
 
 

@@ -25,6 +25,7 @@ from .audio.analyzer import smoothing_coefficient
 from .errors import UserError
 
 INTERPOLATIONS = ("linear", "slerp")
+WARMUP_S = 1.0      # see activity()
 
 
 def lerp(a, b, t):
@@ -82,10 +83,12 @@ def activity(features, quiet=0.3):
     it (2 at 0.7). The analyzer's adaptive gain makes levels relative, which suits a mix at any
     volume but would move a quiet passage almost as much as a loud one (relative levels 0.41 vs
     0.64 in the ambient tracks' quietest and loudest fifths); measured from a floor, those become
-    0.55 vs 1.7, and breakdowns settle."""
-    if quiet >= 0.5:
-        return float(features.rms_smooth >= quiet)
-    return max(0.0, (features.rms_smooth - quiet) / (0.5 - quiet))
+    0.55 vs 1.7, and breakdowns settle. For the analyzer's first `WARMUP_S` the activity ramps up
+    from 0: until it has heard a second it has no average to call anything loud against (a
+    track fading in from silence reads as average at once), so the show eases in."""
+    level = float(features.rms_smooth >= quiet) if quiet >= 0.5 else \
+        max(0.0, (features.rms_smooth - quiet) / (0.5 - quiet))
+    return level * min(1.0, features.time_s / WARMUP_S)
 
 
 def _positive(name, value, allow_zero=False):
