@@ -11,10 +11,12 @@ import torch
 from flowvj import judge
 from flowvj.compare import interpolations, reconstructions, slerp
 from flowvj.data import load_dataset
-from flowvj.engine import load_show_images
+from flowvj.engine import DEFAULT_IMAGES, load_show_images
 from flowvj.flow import load_model, read_checkpoint, save_checkpoint
 from flowvj.flow.checkpoint import DEFAULT_MODEL
 from flowvj.vae import VAE
+
+DEMO = sorted(p for p in DEFAULT_IMAGES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +122,17 @@ def test_bad_inputs_give_one_line_errors_and_leave_an_old_report_alone(run_flowv
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert (report / "summary.json").read_text() == before
+
+
+def test_a_rerun_replaces_the_report_but_keeps_files_kept_beside_it(run_flowvj, untrained_vae, tmp_path):
+    out = tmp_path / "report"
+    args = ("compare", "-o", out, "--vae", untrained_vae, "--pairs", 1, "--frames", 3, "--threads", 1)
+    assert run_flowvj(*args, "--images", *DEMO[:3]).returncode == 0
+    (out / "README.md").write_text("licences of the images shown here\n")
+    before = sorted(p.name for p in out.glob("user-strip-*.png"))
+    result = run_flowvj(*args, "--images", *DEMO[3:5])
+    assert result.returncode == 0, result.stderr
+    assert (out / "README.md").read_text() == "licences of the images shown here\n"
+    after = sorted(p.name for p in out.glob("user-strip-*.png"))
+    assert len(after) == 1 and len(before) == 1        # the old run's strips went with the old report
+    assert json.loads((out / "summary.json").read_text())["sets"]["user"]["images"] == 2

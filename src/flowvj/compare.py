@@ -204,6 +204,11 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
     return summary
 
 
+def _is_report_file(name):
+    """A file an earlier report wrote (strips and reconstructions, whose set may differ now)."""
+    return name.endswith(".png") and ("-strip-" in name or name.endswith("-reconstructions.png"))
+
+
 def _record_bpd(path, default, kind):
     from .flow import read_checkpoint
     from .vae import FORMAT
@@ -214,9 +219,14 @@ def _record_bpd(path, default, kind):
 
 
 def _replace_dir(new, target):
-    """Put folder `new` at `target`; an old report is moved aside first and removed after."""
+    """Put folder `new` at `target`; an old report is moved aside first and removed after.
+    Files in `target` the report does not write (a README, the user's notes) move into the new
+    folder first: regenerating a report must not delete what someone kept beside it."""
     old = target.with_name(f".{target.name}.{os.getpid()}.old")
     if target.exists():
+        for entry in target.iterdir():
+            if not (new / entry.name).exists() and not _is_report_file(entry.name):
+                os.replace(entry, new / entry.name)
         os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
