@@ -2,8 +2,8 @@
 
 `Show` is the pipeline every path shares: one call per frame with the audio heard since the last
 frame and the frame's duration. Only the clock differs: offline, frame i sits at t = i / fps and
-takes exactly its slice of the track, so a render is deterministic for a seed; live (a later
-step), the wall clock and the audio device's latest samples drive the same calls.
+takes exactly its slice of the track, so a render is deterministic for a seed; live
+(`LiveLoop`), the wall clock and the audio source's latest samples drive the same calls.
 """
 
 import dataclasses
