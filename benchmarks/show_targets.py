@@ -18,6 +18,7 @@ Three parts, each a table and PASS/FAIL lines, all with the bundled default mode
     cd /work/main
     .venv/bin/python benchmarks/show_targets.py --json /tmp/show_targets.json
     .venv/bin/python benchmarks/show_targets.py --live-seconds 600 --skip-render --skip-sync
+    .venv/bin/python benchmarks/show_targets.py --skip-live --skip-render --sync-duration 0   # whole tracks
 
 Progress goes to stderr; the tables to stdout.
 """
@@ -346,7 +347,8 @@ def part_sync(args):
     from flowvj.engine import render
     from flowvj.metrics import sync_report
 
-    fps, size, start_s, duration_s = 30, (320, 180), 30.0, 30.0
+    fps, size = 30, (320, 180)
+    start_s, duration_s = (0.0, None) if args.sync_duration == 0 else (args.sync_start, args.sync_duration)
     frame_ms = 1000.0 / fps
     tracks = SYNC_TRACKS[:args.sync_tracks] if args.sync_tracks else SYNC_TRACKS
     jobs = [(t, m) for t in tracks + CALM_TRACKS for m in SYNC_MODES]
@@ -369,7 +371,8 @@ def part_sync(args):
             results.append(r)
     beat = [r for r in results if r["track"] not in CALM_TRACKS]
     calm = [r for r in results if r["track"] in CALM_TRACKS]
-    print(f"## 3. sync: {duration_s:g} s from t={start_s:g} s at {size[0]}x{size[1]}, {fps} fps\n")
+    span = "whole tracks" if duration_s is None else f"{duration_s:g} s from t={start_s:g} s"
+    print(f"## 3. sync: {span} at {size[0]}x{size[1]}, {fps} fps\n")
     print(table(["track", "mode", "xcorr_peak", "xcorr_lag_ms", "av_align", "beat_to_visual",
                  "visual_to_beat", "idle_jitter", "loud_motion", "verdict"],
                 [[r["track"], r["mode"], r["xcorr_peak"], r["xcorr_lag_ms"], r["av_align"],
@@ -415,6 +418,9 @@ def main():
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--sync-tracks", type=int, help="only the first N beat tracks in part 3 (default: all 5)")
+    parser.add_argument("--sync-start", type=float, default=30.0, help="where part 3 starts in each beat track (s)")
+    parser.add_argument("--sync-duration", type=float, default=30.0,
+                        help="seconds of each beat track in part 3; 0 = whole tracks")
     parser.add_argument("--json", help="also write every figure (with the live series) to this file")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -63,8 +63,9 @@ def test_features_have_n_bands_and_every_level_stays_in_0_1(n_bands):
     for f in features:
         assert f.band_energy.shape == f.band_smooth.shape == f.band_onset.shape == (n_bands,)
         levels = np.concatenate(([f.rms, f.rms_smooth, f.onset_strength, f.kick, f.snare, f.hats,
-                                  f.beat_phase, f.beat_confidence, f.onset_mean], f.band_energy, f.band_smooth, f.band_onset))
+                                  f.beat_phase, f.beat_confidence], f.band_energy, f.band_smooth, f.band_onset))
         assert np.all(np.isfinite(levels)) and np.all(levels >= 0) and np.all(levels <= 1)
+        assert np.isfinite(f.flux) and f.flux >= 0          # relative to its average: unbounded
     assert features[-1].time_s == pytest.approx(len(features) * BLOCK_S)
     # the long-term average sits at 0.5, so a track's median level is near it
     assert 0.3 < np.median([f.rms for f in features[50:]]) < 0.7
@@ -87,7 +88,7 @@ def test_band_edges_refuse_more_bands_than_bins():
 def test_silence_gives_zeros_no_events_no_tempo_and_no_nan():
     features = _run(np.zeros(44100 * 5, dtype=np.float32))
     for f in features:
-        assert f.rms == f.onset_strength == f.kick == f.tempo_bpm == 0.0
+        assert f.rms == f.onset_strength == f.kick == f.tempo_bpm == f.flux == 0.0
         assert not (f.onset or f.kick_onset or f.snare_onset or f.hats_onset or f.beat)
         assert np.all(f.band_energy == 0) and np.isfinite(f.gain_db)
 
@@ -120,20 +121,38 @@ def test_a_track_at_minus_30_db_gives_the_same_features_as_at_0_db_after_3_s():
         assert np.max(np.abs(a.band_energy - b.band_energy)) < 0.01
         assert abs(a.onset_strength - b.onset_strength) < 0.02 and abs(a.kick - b.kick) < 0.02
         assert a.kick_onset == b.kick_onset and a.beat == b.beat
+        assert abs(a.flux - b.flux) < 0.02 * max(1.0, a.flux)
     assert quiet[-1].gain_db - loud[-1].gain_db == pytest.approx(30.0, abs=0.1)
 
 
 @pytest.mark.parametrize("block_size", [256, 735])
-def test_onset_mean_integrates_the_same_over_time_for_any_block_size(block_size):
-    # magellan's travel is the time integral of onset_mean: a per-block max would grow it with
-    # the block size; the mean over the block's frames keeps it (up to the analysis frames a
-    # block boundary splits)
+def test_flux_integrates_the_same_over_time_for_any_block_size(block_size):
+    # magellan's travel is the time integral of flux: a per-block max would grow it with the
+    # block size; the mean over the block's frames keeps it (up to the analysis frames a block
+    # boundary splits)
     audio = synth_track(128, 8, seed=1).audio
     def integral(size):
-        return sum(f.onset_mean * f.dt_s for f in _run(audio, block_size=size))
+        return sum(f.flux * f.dt_s for f in _run(audio, block_size=size))
     reference = integral(1470)
-    assert reference > 0.2
+    assert 4.0 < reference < 12.0            # flux is relative to its own average: ~1 a second
     assert integral(block_size) == pytest.approx(reference, rel=0.05)
+
+
+@pytest.mark.parametrize("track", ["lmms_Jousboxx-BuzzerBeater_128bpm.ogg", "lmms_Saber-FinalStep_140bpm.ogg"])
+def test_flux_follows_the_onset_envelope_a_viewer_sees(track):
+    # flux drives the travelling modes, so its frame-by-frame shape is what sync_report scores:
+    # on these tracks it correlates ~0.8 with the metric's centred envelope at 0 lag, the mean of
+    # the linear band onsets 0.64-0.67; a lag of a frame either way drops it below 0.5
+    from flowvj.engine import frame_bounds
+    from flowvj.metrics import onset_envelope
+
+    audio = _shared_audio(f"music/{track}")[44100 * 30:44100 * 45]
+    analyzer, n = Analyzer(), 15 * 30
+    flux = np.array([analyzer.process(audio[slice(*frame_bounds(i, 30, 44100))]).flux for i in range(n)])
+    envelope = onset_envelope(audio, np.arange(n) / 30, 30, 44100)
+    assert np.corrcoef(envelope, flux)[0, 1] > 0.7
+    assert np.corrcoef(envelope[1:], flux[:-1])[0, 1] < 0.5
+    assert 0.7 < flux[150:].mean() < 1.3                      # 1 = as busy as lately
 
 
 def test_attack_release_is_exact_for_any_step_size():

@@ -77,7 +77,7 @@ class StubShow(Show):
 
 def travelled(speed=1.0, sensitivity=1.0, seconds=2.0):
     """Images magellan travels in `seconds` of live frames at 30 fps with these controls."""
-    nav = Navigator(image_latents(), mode="magellan", images_per_s=0.25, drift=0.0)
+    nav = Navigator(image_latents(), mode="magellan", images_per_s=0.25, drift=0.0, flux_speed=0.0)
     loop = LiveLoop(StubShow(nav, {"rms_smooth": 0.5}), None, [])
     loop._apply("speed", speed)
     loop._apply("sensitivity", sensitivity)

@@ -161,8 +161,8 @@ class LiveLoop:
       speed: a multiplier on the navigator's clock (the dt it is stepped with): 2 makes travel,
           morph relax, fades and following twice as fast, 0 freezes the picture; the analyzer and
           the frame pacing are unaffected;
-      sensitivity: a gain on the levels the navigator sees (rms, rms_smooth, band energies, and
-          the kick/snare/hats/onset strengths); the meters show the levels after the gain.
+      sensitivity: a gain on the levels the navigator sees (rms, rms_smooth, band energies, the
+          kick/snare/hats/onset strengths and the flux); the meters show the levels after the gain.
       image_set: a name from `image_sets` (name -> list of image paths, None for the bundled
           demo images): the images are loaded and encoded in a background thread, so the frames
           go on meanwhile, then Navigator.set_images cross-fades to them.
@@ -170,7 +170,7 @@ class LiveLoop:
     toggle_meter / toggle_fullscreen are silently left to the window.
     """
 
-    LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats")
+    LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats", "flux")
 
     def __init__(self, show, source, outputs, fps=60.0, max_block=4096, image_sets=None):
         self.show, self.source, self.outputs = show, source, list(outputs)

@@ -105,7 +105,7 @@ class Mode:
     latent each frame. Subclasses set `min_images` when they need more than one image."""
 
     min_images = 1
-    follow_s = 0.02     # the Navigator's default following time for this mode (see Navigator)
+    follow_s = 0.01     # the Navigator's default following time for this mode (see Navigator)
 
     def __init__(self, latents, interpolate, rng):
         self.latents, self.interpolate, self.rng = latents, interpolate, rng
@@ -158,22 +158,19 @@ class WeightedMode(Mode):
 
 class MagellanMode(Mode):
     """Circle round the images in order, interpolating between neighbours. The speed, in images
-    per second, is `images_per_s` plus `onset_speed` x the onset strength of the moment (the
-    Features' onset_mean: every band counts, hats as much as kicks), times the activity
-    (see `activity`; capped at 2); and each onset event steps it on by `onset_step` x its
-    strength x activity. The travel never goes slower than `drift` x images_per_s. So quiet
-    music drifts, loud music travels, and the travel surges on the hits: its speed tracks the
-    music's onsets frame by frame (motion that follows loudness alone lagged the hits by 2-4
-    frames and correlated 0.01-0.27 with them; see benchmarks/README.md)."""
+    per second, is `images_per_s` plus `flux_speed` x the Features' flux (the perceptual onset
+    strength, 1 = as busy as lately), times the activity (see `activity`; capped at 2). It never
+    goes slower than `drift` x images_per_s. So quiet music drifts, loud music travels, and the
+    travel surges on each hit, frame by frame: the picture moves when the music hits, by as much
+    as it hits (motion that followed loudness alone lagged the hits by 2-4 frames and correlated
+    0.01-0.27 with them; per-onset steps on top of the flux lowered it; benchmarks/README.md)."""
 
     min_images = 2
 
-    def __init__(self, latents, interpolate, rng, images_per_s=0.05, onset_speed=3.0, onset_step=0.05,
-                 drift=0.5, quiet=0.3):
+    def __init__(self, latents, interpolate, rng, images_per_s=0.05, flux_speed=0.3, drift=0.5, quiet=0.3):
         super().__init__(latents, interpolate, rng)
         self.images_per_s = _positive("images_per_s", images_per_s, allow_zero=True)
-        self.onset_speed = _positive("onset_speed", onset_speed, allow_zero=True)
-        self.onset_step = _positive("onset_step", onset_step, allow_zero=True)
+        self.flux_speed = _positive("flux_speed", flux_speed, allow_zero=True)
         self.drift = _positive("drift", drift, allow_zero=True)
         self.quiet = _positive("quiet", quiet, allow_zero=True)
         self.position = 0.0             # in images; wraps round n
@@ -183,11 +180,8 @@ class MagellanMode(Mode):
 
     def destination(self, features, dt_s):
         n, level = len(self.latents), min(activity(features, self.quiet), 2.0)
-        speed = self.images_per_s + self.onset_speed * features.onset_mean
-        advance = dt_s * max(speed * level, self.drift * self.images_per_s)
-        if features.onset:
-            advance += self.onset_step * features.onset_strength * level
-        self.position = (self.position + advance) % n
+        speed = self.images_per_s + self.flux_speed * features.flux
+        self.position = (self.position + dt_s * max(speed * level, self.drift * self.images_per_s)) % n
         i = int(self.position)
         return self.interpolate(self.latents[i], self.latents[(i + 1) % n], self.position - i)
 
@@ -198,24 +192,32 @@ class MagellanMode(Mode):
 
 
 class ExploreMode(Mode):
-    """From the current (home) image, morph toward a randomly chosen other image. The amount of
-    the morph rests at `rms_amount` x activity / 2 (0.2 at the track's average loudness, 0 in
-    its quiet passages), jumps up on each onset by `onset_jump` x onset strength and on each kick
-    by a further `kick_jump` x kick strength (the deliberate jumps, scaled by the activity capped
-    at 2, so a quiet passage's small hits stay small), and relaxes back with time constant `relax_s`. Every
-    `beats_per_target` beats (or that many half-seconds before the tempo locks) a new target is
-    drawn from the seeded RNG; if the morph was past halfway the old target becomes home. The
-    old (home, target) pair's point is cross-faded into the new pair's over `pick_fade_s`, so
-    a pick never snaps the picture (picks fall on the beat, where kicks already punch)."""
+    """From the current (home) image, morph toward a randomly chosen other image.
+
+    The amount of the morph is pushed toward the target by `flux_push` x the Features' flux x
+    the activity (capped at 2) each second: it jumps on the hits, most on the kicks, whose flux
+    is the largest, and holds still between them. It relaxes toward a rest of `rms_amount` x
+    activity / 2 (0.2 at the track's average loudness, 0 in its quiet passages) with time
+    constant `relax_s`. When the morph arrives, the target becomes home and a new target is
+    drawn, so the journey goes on without a jump. Every `beats_per_target` beats (or that many
+    half-seconds before the tempo locks) a new target is drawn from the seeded RNG (the old
+    target becomes home if the morph was past halfway) and the old pair's point is cross-faded
+    into the new pair's over `pick_fade_s` seconds of flux time (a second at the usual rate of
+    hits, faster when busier, paused in silence), so the pick too moves on the hits; a pick
+    falls due only once the last one has faded in.
+
+    Why not jumps on onset and kick events, then a quick relax (the first design): each event's
+    jump was followed by a relaxation over the next frames that the music did not make, and the
+    event pickers miss soft hits; on the busiest LMMS track the motion correlated 0.43 with the
+    onsets, against 0.66 pushed by the flux (benchmarks/README.md)."""
 
     min_images = 2
 
-    def __init__(self, latents, interpolate, rng, rms_amount=0.4, onset_jump=0.3, kick_jump=0.5, relax_s=0.25,
-                 beats_per_target=8, pick_fade_s=0.5, quiet=0.3):
+    def __init__(self, latents, interpolate, rng, rms_amount=0.4, flux_push=1.0, relax_s=3.0,
+                 beats_per_target=8, pick_fade_s=1.0, quiet=0.3):
         super().__init__(latents, interpolate, rng)
         self.rms_amount = _positive("rms_amount", rms_amount, allow_zero=True)
-        self.onset_jump = _positive("onset_jump", onset_jump, allow_zero=True)
-        self.kick_jump = _positive("kick_jump", kick_jump, allow_zero=True)
+        self.flux_push = _positive("flux_push", flux_push, allow_zero=True)
         self.quiet = _positive("quiet", quiet, allow_zero=True)
         self.relax_s = _positive("relax_s", relax_s, allow_zero=True)
         self.pick_fade_s = _positive("pick_fade_s", pick_fade_s, allow_zero=True)
@@ -239,21 +241,25 @@ class ExploreMode(Mode):
         self.since_pick_s += dt_s
         self.beats += bool(features.beat)
         no_tempo_due = features.tempo_bpm <= 0 and self.since_pick_s >= 0.5 * self.beats_per_target
-        if (features.beat and self.beats >= self.beats_per_target) or no_tempo_due:
+        due = (features.beat and self.beats >= self.beats_per_target) or no_tempo_due
+        if due and self.previous is None:          # a pick waits for the last one's fade to end
             self.previous, self.fade = (self.home, self.target), 0.0
             if self.amount > 0.5:
                 self.home = self.target
             self.target = self._pick_other(self.home)
             self.beats, self.since_pick_s = 0, 0.0
         level = min(activity(features, self.quiet), 2.0)
-        jump = self.onset_jump * features.onset_strength * features.onset
-        jump += self.kick_jump * features.kick * features.kick_onset
-        self.amount = min(1.0, self.amount + jump * level)
+        self.amount += self.flux_push * features.flux * level * dt_s
+        if self.amount >= 1.0 and self.previous is None:     # arrived: travel on from the target
+            self.home, self.amount = self.target, self.amount - 1.0
+            self.target = self._pick_other(self.home)
+        self.amount = min(self.amount, 1.0)
         rest = min(1.0, 0.5 * self.rms_amount * level)
         self.amount += float(smoothing_coefficient(self.relax_s, dt_s)) * (rest - self.amount)
         d = self._point(self.home, self.target)
         if self.previous is not None:
-            self.fade = min(1.0, self.fade + dt_s / self.pick_fade_s) if self.pick_fade_s > 0 else 1.0
+            step = dt_s * features.flux / self.pick_fade_s if self.pick_fade_s > 0 else 1.0
+            self.fade = min(1.0, self.fade + step)
             d = self.interpolate(self._point(*self.previous), d, self.fade * self.fade * (3 - 2 * self.fade))
             if self.fade >= 1.0:
                 self.previous = None
@@ -289,10 +295,10 @@ class Navigator:
     mode : 'weighted' | 'magellan' | 'explore'.  mode_options go to the mode (temperature, ...).
     interpolation : 'slerp' (keeps norms, default) or 'linear'.
     follow_s : time constant (s) of r following the mode's destination (0 = jump to it); None
-        (default) takes the active mode's: 0.1 s for weighted, 0.02 s for magellan and explore,
-        whose own paths are smooth, so following only rounds off their deliberate jumps (0.1 s
-        spread a kick's jump over ~5 frames and cut the motion's correlation with the onsets by
-        a third).
+        (default) takes the active mode's: 0.1 s for weighted, 0.01 s for magellan and explore,
+        whose own paths are continuous and move on the hits, so following only rounds them off
+        (0.1 s spread a kick's move over ~5 frames and cut the motion's correlation with the
+        onsets by a third; 0.02 s still cost 0.04 on the busiest track).
     crossfade_s : how long a live mode switch fades from the old mode's destination to the new.
     seed : makes runs reproducible: the same Features sequence and seed give the same z sequence.
     """
