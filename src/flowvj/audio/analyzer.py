@@ -14,6 +14,10 @@ any block size), and from it:
   quiet one) overall, per band, and in fixed kick / snare / hats ranges, each with a causal event
   flag: the first frame rising above an adaptive threshold, then a refractory time. An onset is
   reported in the block in which it is heard: 18 ms after it, median, on the 808 kicks;
+- `flux`, what the travelling modes move with: the rise of log-compressed amplitudes in 12
+  equal-weight log bands, averaged over the block and taken relative to its own recent average.
+  Unlike the events it has no threshold, so soft hits move the picture a little and hard ones a
+  lot, frame by frame, as a viewer hears them;
 - attack/release smoothing with time constants in seconds, coefficients from each frame's dt,
   so the envelope does not depend on the hop or block size (`attack_release`);
 - tempo, beats and beat phase from `tempo.BeatTracker`, fed with the log-magnitude flux of 12
@@ -49,8 +53,9 @@ MIN_ONSET_PEAK = 0.002
 # `flux` compresses each bin's amplitude (relative to the music's long-term RMS) as
 # log1p(FLUX_COMPRESSION x amplitude): quiet hats and loud kicks both count, the loud more. On the
 # five LMMS beat tracks, 5-15 gave the best correlation with the onset envelope a viewer's eye
-# follows (metrics.onset_envelope): 0.79-0.85 at 0 lag, against 0.62-0.74 at 500 and 0.64-0.83
-# for the mean of the linear-magnitude band onsets (benchmarks/README.md).
+# follows (metrics.onset_envelope): 0.79-0.85 at 0 lag, against 0.69-0.79 at 500, 0.62-0.74 at
+# 5000 (the tempo's flux uses ~2560) and 0.64-0.83 for the mean of the linear band onsets
+# (benchmarks/README.md).
 FLUX_COMPRESSION = 15.0
 FLUX_AVERAGE_S = 10.0       # flux is relative to its average over about this long
 
