@@ -13,12 +13,14 @@ Three parts, each a table and PASS/FAIL lines, all with the bundled default mode
 3. sync: 30 s at 320x180 of every 128 and 140 BPM LMMS track in explore and magellan, through
    sync_report: xcorr_peak >= 0.5 at a lag within +-1 frame; and the two calm ambient tracks,
    whole (their quiet parts are mostly the fades at either end), in explore and magellan: the
-   motion when quiet against when loud.
+   motion when quiet against when loud. --sync-extra adds the three other beat tracks in
+   ../shared (102 and 130 BPM, game music), which no setting was chosen on.
 
     cd /work/main
     .venv/bin/python benchmarks/show_targets.py --json /tmp/show_targets.json
     .venv/bin/python benchmarks/show_targets.py --live-seconds 600 --skip-render --skip-sync
     .venv/bin/python benchmarks/show_targets.py --skip-live --skip-render --sync-duration 0   # whole tracks
+    .venv/bin/python benchmarks/show_targets.py --skip-live --skip-render --sync-duration 0 --sync-tracks 0 --sync-extra
 
 Progress goes to stderr; the tables to stdout.
 """
@@ -46,6 +48,9 @@ SYNC_TRACKS = ["lmms_EsoXLB-CPU_128bpm.ogg", "lmms_Jousboxx-BuzzerBeater_128bpm.
                "lmms_Shovon-ProgressiveHousePluckDemo_128bpm.ogg", "lmms_Saber-FinalStep_140bpm.ogg",
                "lmms_TameAnderson-MakeMe_140bpm.ogg"]
 CALM_TRACKS = ["hedgewars_Nature_ambient.ogg", "warzone2100_menu_ambient.opus"]
+# never used to choose a setting: the rest of ../shared's music with a beat (--sync-extra)
+EXTRA_TRACKS = ["lmms_Alf42red-Mauiwowi_102bpm.ogg", "warzone2100_legacy_track14_ArtifactBeacon_130bpm.opus",
+                "xmoto_batcave.ogg"]
 SYNC_MODES = ["explore", "magellan"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -367,7 +372,8 @@ def part_sync(args):
     fps, size = 30, (320, 180)
     start_s, duration_s = (0.0, None) if args.sync_duration == 0 else (args.sync_start, args.sync_duration)
     frame_ms = 1000.0 / fps
-    tracks = SYNC_TRACKS[:args.sync_tracks] if args.sync_tracks else SYNC_TRACKS
+    tracks = SYNC_TRACKS[:args.sync_tracks] if args.sync_tracks is not None else SYNC_TRACKS
+    tracks = tracks + (EXTRA_TRACKS if args.sync_extra else [])
     jobs = [(t, m) for t in tracks + CALM_TRACKS for m in SYNC_MODES]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -439,6 +445,8 @@ def main():
     parser.add_argument("--sync-start", type=float, default=30.0, help="where part 3 starts in each beat track (s)")
     parser.add_argument("--sync-duration", type=float, default=30.0,
                         help="seconds of each beat track in part 3; 0 = whole tracks")
+    parser.add_argument("--sync-extra", action="store_true",
+                        help="part 3 also on the other beat tracks (102 BPM, 130 BPM, game music): held out")
     parser.add_argument("--json", help="also write every figure (with the live series) to this file")
     args = parser.parse_args()
     started = time.perf_counter()
