@@ -88,8 +88,9 @@ def travelled(speed=1.0, sensitivity=1.0, seconds=2.0):
 
 def test_speed_scales_the_navigators_clock_and_zero_freezes_it():
     normal, _ = travelled()
-    assert normal == pytest.approx(0.5)                      # 0.25 images/s at average loudness
-    assert travelled(speed=2.0)[0] == pytest.approx(2 * normal)
+    # 0.25 images/s at average loudness, less the activity's 0.05 s rise from 0 at the start
+    assert normal == pytest.approx(0.5, rel=0.03)
+    assert travelled(speed=2.0)[0] == pytest.approx(2 * normal, rel=0.02)
     frozen, loop = travelled(speed=0.0)
     assert frozen == 0.0 and np.allclose(loop.show.navigator.r, loop.show.navigator.image_latents[0])
 
