@@ -116,9 +116,9 @@ class Mode:
         """The activity (capped at 2) that scales a travelling mode's motion, rising within
         LEVEL_ATTACK_S and falling over LEVEL_RELEASE_S: a breakdown still stills the picture,
         but music that pumps (a sidechained pad dipping between kicks) no longer switches the
-        motion off and on within each beat. Measured on whole tracks, the flux x activity that
-        drives the motion correlated with the onset envelope at 0.51 -> 0.67 on the 130 BPM
-        warzone2100 track and gained 0-0.07 on the others (benchmarks/README.md)."""
+        motion off and on within each beat. On the 130 BPM warzone2100 track the rendered
+        video's correlation with the onsets went 0.49 / 0.42 -> 0.52 / 0.53 (explore /
+        magellan), within +-0.06 elsewhere (benchmarks/README.md)."""
         target = min(activity(features, quiet), 2.0)
         self.level = float(attack_release(self.level, target, dt_s, LEVEL_ATTACK_S, LEVEL_RELEASE_S))
         return self.level
