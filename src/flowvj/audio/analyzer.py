@@ -284,7 +284,7 @@ class Analyzer:
         """Forget everything heard (a new track or device)."""
         self._buffer = np.zeros(self.frame_size - self.hop_size, dtype=np.float32)
         self._samples = 0
-        self._previous_mag = self._previous_log = None
+        self._previous_mag = self._previous_log = self._previous_compressed = None
         self._power_avg = _LongTermAverage((), self.gain_rise_s, self.gain_fall_s)
         self._band_avg = _LongTermAverage(self.n_bands, self.gain_rise_s, self.gain_fall_s)
         n = self.n_bands
@@ -294,7 +294,6 @@ class Analyzer:
         self._gain = 1.0
         self._rms_smooth, self._band_smooth = 0.0, np.zeros(n)
         self._flux = 0.0
-        self._previous_compressed = None
         self._flux_avg = _LongTermAverage((), FLUX_AVERAGE_S, FLUX_AVERAGE_S)
         self._levels = (0.0, np.zeros(n))          # last (rms ratio, band ratios), for tiny blocks
         self.tempo.reset()
