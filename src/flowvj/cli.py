@@ -2,12 +2,24 @@
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from .errors import UserError
+
+DESCRIPTION = """Live visuals for your DJ set. Point flowvj at a few images you like and at the music
+(a track, or your mixer's line-in): every frame the music moves a point between your images and a
+normalizing flow (Real-NVP) draws it, in time with the beat. Start with `flowvj play` (a window),
+`flowvj serve` (a browser page with the controls) or `flowvj live --device NAME` (line-in);
+`flowvj render TRACK -o video.mp4` makes a music video."""
+ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                   "slower", "veryslow")
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff",
+                  ".aif", ".wma", ".mp4", ".webm", ".mka"}
 
 
 def _train(args):
@@ -51,11 +63,15 @@ def _compare(args):
     torch.set_num_threads(args.threads) if args.threads else None
     summary = run_compare(args.output, images=args.images, data=args.data, flow_path=args.flow,
                           vae_path=args.vae, cifar_limit=args.limit, pairs=args.pairs, frames=args.frames,
-                          seed=args.seed)
+                          seed=args.seed, sizes=args.sizes, flicker_steps=args.flicker_steps,
+                          flicker_pairs=args.flicker_pairs)
     for name, s in summary["sets"].items():
-        r = s["reconstruction"]
-        print(f"{name}: {r['images']} images, reconstruction PSNR flow {r['flow_psnr_db']:.1f} dB, "
-              f"VAE {r['vae_psnr_db']:.2f} dB")
+        for size, e in s["sizes"].items():
+            r, f = e["reconstruction"], e["flicker"]["summary"]
+            vae = "" if r["vae_psnr_db"] is None else f", VAE {r['vae_psnr_db']:.2f} dB"
+            print(f"{name} {size}: {r['images']} images, reconstruction PSNR flow {r['flow_psnr_db']:.1f} dB{vae}; "
+                  f"flicker max/mean slerp {f['flow_slerp']['max_over_mean']:.2f}, "
+                  f"cross-fade {f['crossfade']['max_over_mean']:.2f}")
     print(f"wrote {args.output}/index.html and summary.json")
 
 
@@ -81,12 +97,13 @@ def _analyze(args):
 
 
 def _render(args):
-    from .engine import demo_track, render
-    from .outputs.video import parse_size
+    from .engine import RENDER_GEN_SIZE, demo_track, render
 
+    _track_from_images(args)
+    gen_size = RENDER_GEN_SIZE if args.gen_size == "auto" else args.gen_size
     frames = render(args.track or demo_track(), args.output, images=args.images, model_path=args.model, mode=args.mode,
-                    size=parse_size(args.size), fps=args.fps, duration_s=args.duration, start_s=args.start,
-                    seed=args.seed, encoder_preset=args.encoder_preset)
+                    size=args.size, fps=args.fps, duration_s=args.duration, start_s=args.start,
+                    seed=args.seed, encoder_preset=args.encoder_preset, gen_size=gen_size)
     print(f"wrote {args.output} ({frames} frames)")
 
 
@@ -101,34 +118,57 @@ def _sync(args):
             print(f"{key}: {value}")
 
 
+def _track_from_images(args):
+    """`play --images DIR track.ogg`: --images takes several values, so a track given after it
+    lands among them; an audio file there (and no track) is the track, as the user meant."""
+    audio = [spec for spec in args.images or [] if Path(spec).suffix.lower() in AUDIO_SUFFIXES]
+    if audio and hasattr(args, "track"):
+        if args.track is not None or len(audio) > 1:
+            raise UserError(f"--images {audio[0]} is an audio file; expected images (give the track "
+                            "once, before --images)")
+        args.track = audio[0]
+        args.images = [spec for spec in args.images if spec != audio[0]] or None
+
+
 def _live(args, outputs_for):
     """play / live / serve: one live loop; `outputs_for(args)` opens the outputs."""
-    from .engine import LiveLoop, demo_track, open_live
+    from .atomic import atomic_path
+    from .engine import LiveLoop, check_frame_size, demo_track, open_live, size_text
 
+    _track_from_images(args)
     image_sets = _image_sets(args)      # checked before the model loads
+    output_size = check_frame_size(args.size, even=False) if getattr(args, "size", None) else (1280, 720)
     track = getattr(args, "track", None)
     if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
         track = demo_track()
-    source, show = open_live(track=track, device=getattr(args, "device", None), images=args.images,
-                                  model_path=args.model, mode=args.mode, seed=args.seed,
-                                  silent=getattr(args, "silent", False))
+    source, show, ladder = open_live(track=track, device=getattr(args, "device", None), images=args.images,
+                                     model_path=args.model, mode=args.mode, seed=args.seed,
+                                     silent=getattr(args, "silent", False), gen_size=args.gen_size,
+                                     fps=args.fps, output_size=output_size)
+    print(f"drawing at {size_text(show.gen_size)}", flush=True)
     outputs = outputs_for(args)
     try:
         with source:
-            stats = LiveLoop(show, source, outputs, fps=args.fps,
-                             image_sets=image_sets).run(args.duration)
+            stats = LiveLoop(show, source, outputs, fps=args.fps, image_sets=image_sets,
+                             ladder=ladder).run(args.duration)
     finally:
         for output in outputs:
             output.close()
-    print(f"{stats['frames']} frames, median {stats['median_fps']:.1f} fps, p95 frame time "
-          f"{stats['p95_frame_ms']:.1f} ms, median audio-to-frame {stats['median_latency_ms']:.1f} ms")
+    if args.stats:
+        with atomic_path(args.stats) as tmp:
+            tmp.write_text(json.dumps(stats) + "\n")
+    if stats["frames"] < 2:
+        print(f"{stats['frames']} frame: too short a run to measure a frame rate")
+    else:
+        print(f"{stats['frames']} frames, median {stats['median_fps']:.1f} fps, p95 frame time "
+              f"{stats['p95_frame_ms']:.1f} ms, median audio-to-frame {stats['median_latency_ms']:.1f} ms, "
+              f"drawn at {stats['gen_size']}")
 
 
 def _window_outputs(args):
-    from .outputs.video import parse_size
     from .outputs.window import Window
 
-    return [Window(size=parse_size(args.size), fullscreen=args.fullscreen, display=args.display,
+    return [Window(size=args.size, fullscreen=args.fullscreen, display=args.display,
                    show_meter=args.meter)]
 
 
@@ -137,9 +177,10 @@ def _image_sets(args):
     bundled demo images as 'demo'), then each --image-sets folder or file by its name."""
     first = Path(args.images[0]).stem if args.images else "demo"
     sets = {first: args.images}
-    for spec in getattr(args, "image_sets", None) or []:
-        if not Path(spec).exists():
-            raise UserError(f"--image-sets {spec} does not exist; expected a folder of images or an image file")
+    from .engine import check_image_specs
+
+    check_image_specs(args.images or [], "--images")
+    for spec in check_image_specs(getattr(args, "image_sets", None) or [], "--image-sets"):
         name = Path(spec).stem
         while name in sets:
             name += "'"
@@ -168,15 +209,81 @@ def _positive(kind):
     return parse
 
 
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0 picks a free one), got {text!r}")
+    return value
+
+
+def _size(text):
+    """WIDTHxHEIGHT -> (width, height), positive whole numbers (a window's size need not be even;
+    render checks evenness for H.264)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match or int(match[1]) < 1 or int(match[2]) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 1280x720, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _gen_size(text):
+    """'auto' or an even WIDTHxHEIGHT (the flow's squeeze halves each side)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        width, height = _size(text)
+    except argparse.ArgumentTypeError:
+        width = height = 1
+    if width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"expected auto or an even WIDTHxHEIGHT such as 128x72 or "
+                                         f"256x144 (the flow halves each side), got {text!r}")
+    return width, height
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line naming it and what was expected, exit 2 (argparse's own error
+    prints the whole usage first, which buries the one line that matters)."""
+
+    def error(self, message):
+        where = self.prog.removeprefix("flowvj").strip()
+        self.exit(2, f"flowvj: error: {where + ': ' if where else ''}{message} (see {self.prog} --help)\n")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless it names its own, or it is a plain
+    switch); descriptions keep their line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+        if shown and (action.option_strings or action.nargs in ("?", "*")):
+            text += " (default: %(default)s)"
+        return text
+
+
+MODE_HELP = ("how the music moves through the images: explore = morph toward a random other image, "
+             "pushed by the hits; magellan = a tour round the images, its speed from the music; "
+             "weighted = each image owns a slice of the spectrum and the loudest slices win")
+
+
 def build_parser():
+    from . import __version__
     from .flow import PRESETS
     from .vae import PRESETS as VAE_PRESETS
 
-    parser = argparse.ArgumentParser(prog="flowvj", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="flowvj", description=DESCRIPTION, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"flowvj {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train the flow (or its VAE baseline) on CIFAR-10 or any image folder "
-                                     "(torchrun for DDP)")
+    def command(name, helptext):
+        return sub.add_parser(name, help=helptext, description=helptext, formatter_class=_Help)
+
+    t = command("train", "train the flow (or its VAE baseline) on CIFAR-10 or any image folder "
+                         "(torchrun for DDP)")
     t.add_argument("--model", choices=("flow", "vae"), default="flow",
                    help="flow, or vae: the convolutional VAE baseline flowvj compare measures against")
     t.add_argument("--data", required=True, help="image folder (with train/ and test/), cifar-10-python.tar.gz, "
@@ -185,35 +292,36 @@ def build_parser():
     t.add_argument("--out", required=True, help="run folder: checkpoint, logs, sample grids")
     t.add_argument("--preset", choices=sorted(set(PRESETS) | set(VAE_PRESETS)),
                    help="model size: flow full|lite|tiny (default lite), vae small|tiny (default small)")
-    t.add_argument("--image-size", type=_positive(int), default=32)
-    t.add_argument("--batch-size", type=_positive(int), default=64, help="per process")
-    t.add_argument("--lr", type=_positive(float), default=1e-3)
-    t.add_argument("--epochs", type=_positive(int), default=100)
+    t.add_argument("--image-size", type=_positive(int), default=32, help="training image side in px")
+    t.add_argument("--batch-size", type=_positive(int), default=64, help="images per step, per process")
+    t.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate")
+    t.add_argument("--epochs", type=_positive(int), default=100, help="stop after this many epochs")
     t.add_argument("--max-minutes", type=_positive(float), help="stop cleanly (checkpoint) after this long")
-    t.add_argument("--max-steps", type=_positive(int))
-    t.add_argument("--checkpoint-minutes", type=_positive(float), default=10.0)
-    t.add_argument("--checkpoint-steps", type=_positive(int))
+    t.add_argument("--max-steps", type=_positive(int), help="stop cleanly after this many steps")
+    t.add_argument("--checkpoint-minutes", type=_positive(float), default=10.0,
+                   help="write a checkpoint at least this often")
+    t.add_argument("--checkpoint-steps", type=_positive(int), help="also write one every N steps")
     t.add_argument("--test-limit", type=_positive(int), help="evaluate on the first N test images each epoch")
     t.add_argument("--resume", action="store_true", help="continue OUT/ckpt.pt exactly")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=_positive(int), help="torch threads per process")
+    t.add_argument("--seed", type=int, default=0, help="makes the run reproducible")
+    t.add_argument("--threads", type=_positive(int), help="torch threads per process (default: torch's)")
     t.add_argument("--cache-dir", help="where decoded datasets are cached (default ~/.cache/flowvj)")
     t.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     t.set_defaults(run=_train)
 
-    e = sub.add_parser("eval", help="test bits/dim and invertibility of a checkpoint (a VAE's: negative ELBO)")
+    e = command("eval", "test bits/dim and invertibility of a checkpoint (a VAE's: negative ELBO)")
     e.add_argument("--model", help="flow or VAE checkpoint (default: the bundled flow)")
     e.add_argument("--data", required=True, help="image folder (its test/ split when it has one) or archive")
-    e.add_argument("--limit", type=_positive(int), help="first N images only")
+    e.add_argument("--limit", type=_positive(int), help="first N images only (default: all)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
-    e.add_argument("--threads", type=_positive(int))
-    e.add_argument("--cache-dir")
+    e.add_argument("--threads", type=_positive(int), help="torch threads (default: torch's)")
+    e.add_argument("--cache-dir", help="where decoded datasets are cached (default ~/.cache/flowvj)")
     e.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     e.set_defaults(run=_eval)
 
-    c = sub.add_parser("compare", help="the flow against its VAE baseline and a pixel cross-fade: "
-                                       "reconstruction error and judged interpolations, as an HTML report")
+    c = command("compare", "the flow against its VAE baseline and a pixel cross-fade: "
+                           "reconstruction error and judged interpolations, as an HTML report")
     c.add_argument("-o", "--output", required=True, help="report folder (index.html, summary.json, PNGs)")
     c.add_argument("--images", nargs="+", help="folders and/or image files (default: the bundled demo images)")
     c.add_argument("--data", help="CIFAR-10 folder (its test/ split) or archive, for the in-distribution "
@@ -223,14 +331,21 @@ def build_parser():
     c.add_argument("--limit", type=_positive(int), default=500, help="CIFAR-10 test images compared")
     c.add_argument("--pairs", type=_positive(int), default=4, help="interpolated pairs per image set")
     c.add_argument("--frames", type=_positive(int), default=9, help="frames per interpolation, endpoints included")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=_positive(int))
+    c.add_argument("--sizes", default="32x32,128x72,256x144",
+                   help="WIDTHxHEIGHT sizes (even sides), comma-separated, to compare your images at "
+                        "(default 32x32,128x72,256x144; the VAE runs at 32x32 only)")
+    c.add_argument("--flicker-steps", type=_positive(int), default=60,
+                   help="steps of the slow path measured for flicker (default 60: 2 s at 30 fps)")
+    c.add_argument("--flicker-pairs", type=_positive(int), default=2,
+                   help="pairs per image set and size measured for flicker (default 2)")
+    c.add_argument("--seed", type=int, default=0, help="makes the report reproducible")
+    c.add_argument("--threads", type=_positive(int), help="torch threads (default: torch's)")
     c.set_defaults(run=_compare)
 
-    d = sub.add_parser("devices", help="list sound inputs and outputs (index, name, channels, rate, host API)")
+    d = command("devices", "list sound inputs and outputs (index, name, channels, rate, host API)")
     d.set_defaults(run=_devices)
 
-    a = sub.add_parser("analyze", help="tempo, beats and onsets of a track, from the same causal analyzer as live")
+    a = command("analyze", "tempo, beats and onsets of a track, from the same causal analyzer as live")
     a.add_argument("track", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...)")
     a.add_argument("--json", action="store_true",
                    help='print {"tempo_bpm", "beats", "onsets", "duration"} (times in seconds)')
@@ -238,44 +353,61 @@ def build_parser():
     a.add_argument("--max-bpm", type=_positive(float), default=180.0, help="preferred tempo range, high end")
     a.set_defaults(run=_analyze)
 
-    s = sub.add_parser("sync", help="how well a video moves with its music: onset/motion cross-correlation, "
-                                    "AV-Align, beat alignment, idle jitter")
+    s = command("sync", "how well a video moves with its music: onset/motion cross-correlation, "
+                        "AV-Align, beat alignment, idle jitter")
     s.add_argument("video", help="rendered video (mp4 or anything FFmpeg reads)")
     s.add_argument("--audio", help="the track (default: the video's own audio stream)")
     s.add_argument("--json", action="store_true", help="print one JSON object (xcorr_peak, xcorr_lag_ms, "
                                                         "av_align, idle_jitter, ...)")
     s.set_defaults(run=_sync)
-    r = sub.add_parser("render", help="render a music video: the track muxed in, H.264 + AAC")
+
+    r = command("render", "render a music video: the track muxed in, H.264 + AAC")
     r.add_argument("track", nargs="?", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...; "
                                             "default: the synthesised demo track)")
     r.add_argument("-o", "--output", required=True, help="the .mp4 to write (atomically)")
     _show_options(r)
-    r.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT, even numbers (default 1280x720)")
-    r.add_argument("--fps", type=_positive(float), default=30.0)
+    r.add_argument("--gen-size", type=_gen_size, default="auto",
+                   help="WIDTHxHEIGHT the flow draws at before the upscale to --size (even; larger is "
+                        "sharper and slower); auto = 128x72, about 2x real time for 720p on 2 cores")
+    r.add_argument("--size", type=_size, default="1280x720", help="video WIDTHxHEIGHT, even numbers")
+    r.add_argument("--fps", type=_positive(float), default=30.0, help="video frame rate")
     r.add_argument("--duration", type=_positive(float), help="seconds of the track to render (default: all)")
     r.add_argument("--start", type=float, default=0.0, help="where in the track to start, seconds")
-    r.add_argument("--encoder-preset", default="superfast", help="x264 preset (ultrafast ... veryslow)")
+    r.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="superfast", metavar="PRESET",
+                   help=f"x264 speed/size trade-off: {', '.join(ENCODER_PRESETS)}")
     r.set_defaults(run=_render)
     for name, helptext in (("play", "play a track and show the visuals in a window"),
-                           ("live", "listen to an input device and show the visuals in a window"),
-                           ("serve", "show the visuals in a browser (a track, or an input device)")):
-        p = sub.add_parser(name, help=helptext)
+                           ("live", "listen to an input device (line-in, mic, a monitor source) "
+                                    "and show the visuals in a window"),
+                           ("serve", "show the visuals in a browser page with the controls (a track, "
+                                     "or an input device with --device)")):
+        p = command(name, helptext)
         if name in ("play", "serve"):
             p.add_argument("track", nargs="?", help="audio file (default: the synthesised demo track)")
             p.add_argument("--silent", action="store_true", help="follow the track by the clock, play no sound")
-        p.add_argument("--device", help="sound device: index or part of its name (see flowvj devices)")
+        p.add_argument("--device", help="sound device: index or part of its name, see flowvj devices "
+                                        "(default: the system's default)")
         _show_options(p)
+        p.add_argument("--gen-size", type=_gen_size, default="auto",
+                       help="WIDTHxHEIGHT the flow draws at (even; larger is sharper and slower); "
+                            "auto = the largest this machine draws at --fps, measured at start, "
+                            "stepping down if frames run late")
         p.add_argument("--fps", type=_positive(float), default=60.0, help="frame rate to aim for")
-        p.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+        p.add_argument("--duration", type=_positive(float), help="stop after this many seconds (default: "
+                                                                 "until quit or the track ends)")
+        p.add_argument("--stats", metavar="PATH", help="write the run's figures as one JSON object at the end "
+                                                       "(frames, median_fps, p95_frame_ms, tempo_bpm, ...)")
         if name == "serve":
-            p.add_argument("--host", default="127.0.0.1")
-            p.add_argument("--port", type=int, default=8765)
+            p.add_argument("--host", default="127.0.0.1",
+                           help="address to listen on; beyond loopback (e.g. 0.0.0.0) the page needs "
+                                "the token printed at start")
+            p.add_argument("--port", type=_port, default=8765, help="TCP port (0 picks a free one)")
             p.add_argument("--image-sets", nargs="+", metavar="DIR_OR_FILE",
                            help="more image sets the page offers to switch to (each folder or file one set)")
-            p.set_defaults(run=lambda a: _live(a, _web_outputs))
+            p.set_defaults(run=lambda a: _live(a, _web_outputs), size=None)
         else:
-            p.add_argument("--size", default="1280x720", help="window size WIDTHxHEIGHT")
-            p.add_argument("--fullscreen", action="store_true")
+            p.add_argument("--size", type=_size, default="1280x720", help="window WIDTHxHEIGHT")
+            p.add_argument("--fullscreen", action="store_true", help="start full-screen (f toggles)")
             p.add_argument("--display", type=int, default=0, help="which display, for --fullscreen")
             p.add_argument("--meter", action="store_true", help="start with the meter shown (Tab toggles)")
             p.set_defaults(run=lambda a: _live(a, _window_outputs))
@@ -286,8 +418,9 @@ def _show_options(p):
     """The options every show command takes (play, live, render, serve)."""
     from .navigate import MODES
 
-    p.add_argument("--images", nargs="+", help="folders and/or image files (default: the bundled demo images)")
-    p.add_argument("--mode", choices=sorted(MODES), default="explore", help="how the music moves through the images")
+    p.add_argument("--images", nargs="+", metavar="DIR_OR_FILE",
+                   help="folders and/or image files (default: the bundled demo images)")
+    p.add_argument("--mode", choices=sorted(MODES), default="explore", help=MODE_HELP)
     p.add_argument("--model", help="flow checkpoint (default: the bundled model)")
     p.add_argument("--seed", type=int, default=0, help="makes the run reproducible")
 
@@ -296,12 +429,39 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"flowvj: warning: {message}", file=file or sys.stderr)
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt: every `with` and
+    `finally` on the way out runs, so temporary files go and outputs close."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _log_to_terminal():
+    """flowvj's own log lines (a control a DJ just changed, a device lost) at INFO, one line each."""
+    logger = logging.getLogger("flowvj")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("flowvj: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv=None):
     # OpenMP threads that spin while waiting made training ~10x slower whenever another process
     # shared the cores; passive waiting costs little when the machine is idle. Must precede torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    _log_to_terminal()
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # train installs its own (it checkpoints)
+        signal.signal(signum, _raise_stopped)
     try:
         args.run(args)
     except UserError as e:
@@ -310,6 +470,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("flowvj: interrupted", file=sys.stderr)
         return 130
+    except Stopped as e:
+        name = signal.Signals(e.signum).name
+        print(f"flowvj: stopped by {name}; nothing half-written was left behind", file=sys.stderr)
+        return 128 + e.signum
     return 0
 
 

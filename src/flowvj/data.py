@@ -79,35 +79,49 @@ def _to_rgb(img):
     return Image.fromarray(rgb.astype(np.uint8))
 
 
+def _wh(size):
+    """An image size as (width, height): an int is a square side, a pair is (width, height)."""
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def _size_name(size):
+    width, height = _wh(size)
+    return f"{width}x{height}"
+
+
 def _fit_square(img, size):
-    """Center-crop to a square, then resize it to `size` px.
+    """Aspect-fill: center-crop to the aspect of `size` (an int side, or (width, height)), then
+    resize to it.
 
     Cropping first matters: resize(box=...) would let the filter reach outside the box and bleed
     the cropped-off edges in. The crop is in whole pixels, so an image whose shorter side is
     already `size` keeps its exact pixel values (CIFAR-10 stays bit-identical).
     """
+    out_w, out_h = _wh(size)
     width, height = img.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    if (width, height) != (side, side):
-        img = img.crop((left, top, left + side, top + side))
-    if side == size:
+    scale = max(out_w / width, out_h / height)  # cover the output, crop the rest
+    crop_w, crop_h = min(width, round(out_w / scale)), min(height, round(out_h / scale))
+    left, top = (width - crop_w) // 2, (height - crop_h) // 2
+    if (width, height) != (crop_w, crop_h):
+        img = img.crop((left, top, left + crop_w, top + crop_h))
+    if (crop_w, crop_h) == (out_w, out_h):
         return img
-    return img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return img.resize((out_w, out_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def load_image(path, size):
-    """Decode one image file to a uint8 (size, size, 3) RGB array (shorter side to size, center crop).
+    """Decode one image file to a uint8 (height, width, 3) RGB array, aspect-filled (scaled to
+    cover, centre-cropped) to `size`: an int side for a square, or (width, height).
 
     path: any file Pillow reads (png, jpg, bmp, gif, webp, tiff, ...); GIFs give their first frame;
         EXIF rotation is applied so phone photos stand upright.
-    size: output side in px.
+    size: output side in px, or (width, height).
     Raises UserError naming the file if it cannot be decoded.
     """
     try:
         with Image.open(path) as img:
             if img.format == "JPEG":
-                img.draft("RGB", (size, size))  # let libjpeg shrink big photos by 2-8x for free
+                img.draft("RGB", _wh(size))  # let libjpeg shrink big photos by 2-8x for free
             img = ImageOps.exif_transpose(img)
             img.load()
             rgb = _to_rgb(img)
@@ -184,7 +198,7 @@ def _read_cache(cache_file, size):
     except Exception as error:  # any damage (truncated zip, missing key) just means: rebuild
         warnings.warn(f"ignoring unreadable cache {cache_file} ({_one_line(error)}); rebuilding")
         return None
-    if images.dtype != np.uint8 or images.shape[1:] != (size, size, 3) or len(labels) != len(images):
+    if images.dtype != np.uint8 or images.shape[1:] != (_wh(size)[1], _wh(size)[0], 3) or len(labels) != len(images):
         return None
     return images, labels.astype(np.int64), class_names, skipped
 
@@ -203,7 +217,7 @@ def _decode_folder(folder, listing, size, name):
     rel_paths = [rel for rel, _, _ in listing]
     class_names = sorted({rel.split("/")[0] for rel in rel_paths if "/" in rel})
     class_index = {class_name: i for i, class_name in enumerate(class_names)}
-    images = np.empty((len(rel_paths), size, size, 3), dtype=np.uint8)
+    images = np.empty((len(rel_paths), _wh(size)[1], _wh(size)[0], 3), dtype=np.uint8)
     labels = np.array([class_index[r.split("/")[0]] if "/" in r else -1 for r in rel_paths], np.int64)
     decoded, skipped = np.zeros(len(rel_paths), dtype=bool), []
     start_s = last_report_s = time.monotonic()
@@ -227,7 +241,7 @@ def load_image_folder(folder, size=32, cache_dir=None):
 
     folder: images directly inside (label -1) and/or in class sub-folders (label = index of the
         first path component in the sorted class names); searched recursively, sorted by path.
-    size: output side in px (shorter side resized to it, center crop).
+    size: output side in px, or (width, height) (aspect-filled: scaled to cover, center crop).
     cache_dir: where the decoded .npz goes (see default_cache_dir); the key covers each file's
         path, size and mtime, so editing, adding or removing an image rebuilds it.
     """
@@ -241,9 +255,9 @@ def load_image_folder(folder, size=32, cache_dir=None):
         raise UserError(f"no images found in {given}; expected {', '.join(sorted(IMAGE_EXTENSIONS))} "
                         "files in it or in class sub-folders")
     name = _dataset_name(folder)
-    key_text = json.dumps([CACHE_FORMAT, str(folder), size, listing])
+    key_text = json.dumps([CACHE_FORMAT, str(folder), size if isinstance(size, int) else _wh(size), listing])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:20]
-    cache_file = default_cache_dir(cache_dir) / f"{folder.name}-{size}px-{key}.npz"
+    cache_file = default_cache_dir(cache_dir) / f"{folder.name}-{size if isinstance(size, int) else _size_name(size)}px-{key}.npz"
     cached = _read_cache(cache_file, size)
     if cached is None:
         cached = _decode_folder(folder, listing, size, name)

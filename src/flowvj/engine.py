@@ -9,6 +9,7 @@ takes exactly its slice of the track, so a render is deterministic for a seed; l
 import dataclasses
 import logging
 import math
+import os
 import statistics
 import threading
 import time
@@ -23,29 +24,55 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_IMAGES = ASSETS / "images"
 
 
+MAX_FRAME = (7680, 4320)  # the largest output frame accepted (8K UHD)
+
+
+def check_image_specs(specs, flag="--images"):
+    """Refuse, before anything loads, what cannot be an image set: a missing path, a file that
+    is not an image, a folder with no images in it. Returns the specs as Paths."""
+    from .data import IMAGE_EXTENSIONS, _list_image_files
+
+    expected = f"expected a folder of images or an image file ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+    paths = [Path(spec) for spec in specs]
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{flag} {path} does not exist; {expected}")
+        if path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise UserError(f"{flag} {path} is not an image file; {expected}")
+        if path.is_dir() and not _list_image_files(path.resolve()):
+            raise UserError(f"{flag} {path} holds no images; {expected}")
+    return paths
+
+
 def load_show_images(specs, size):
-    """The user's images: folders and/or files, any size and mode -> uint8 (N, size, size, 3).
+    """The user's images: folders and/or files, any size and mode -> uint8 (N, H, W, 3),
+    aspect-filled (scaled to cover, centre-cropped) to `size`: (width, height), or an int side.
 
     specs: list of paths; None means the bundled demo images.
     """
-    from .data import IMAGE_EXTENSIONS, load_image, load_image_folder
+    from .data import load_image, load_image_folder
 
     if not specs:
         if not DEFAULT_IMAGES.is_dir():
             raise UserError(f"no bundled demo images at {DEFAULT_IMAGES} yet; pass --images DIR_OR_FILES")
         specs = [DEFAULT_IMAGES]
     images = []
-    for spec in map(Path, specs):
+    for spec in check_image_specs(specs):
         if spec.is_dir():
             images.extend(load_image_folder(spec, size=size).images)
-        elif spec.is_file():
-            if spec.suffix.lower() not in IMAGE_EXTENSIONS:
-                raise UserError(f"--images {spec} is not an image file; expected one of "
-                                f"{', '.join(sorted(IMAGE_EXTENSIONS))} or a folder of them")
-            images.append(load_image(spec, size))
         else:
-            raise UserError(f"--images {spec} does not exist; expected a folder of images or image files")
+            images.append(load_image(spec, size))
     return np.stack(images)
+
+
+def resize_images(images, size):
+    """uint8 (N, H, W, 3) images aspect-filled to `size` = (width, height): for re-encoding the
+    loaded set at a smaller generation size without reading the files again."""
+    from PIL import Image
+
+    from .data import _fit_square
+
+    return np.stack([np.asarray(_fit_square(Image.fromarray(image), size)) for image in images])
 
 
 def demo_track(cache_dir=None):
@@ -64,21 +91,34 @@ def demo_track(cache_dir=None):
 
 
 class Show:
-    """The shared per-frame pipeline: analyzer, navigator and generator, wired once."""
+    """The shared per-frame pipeline: analyzer, navigator and generator, wired once.
+
+    `images` are uint8 (N, H, W, 3) at the generation size `gen_size` = (W, H) (None: the
+    model's own training size); they are encoded there, exactly, so the ends of every
+    interpolation are the user's images at the show's own resolution.
+    """
 
     def __init__(self, model, images, mode="explore", seed=0, sample_rate=44100, backend="onnx",
-                 interpolation="slerp"):
+                 interpolation="slerp", gen_size=None, generator=None):
         from .audio.analyzer import Analyzer
         from .generator import Generator
         from .navigate import Navigator
 
-        self.generator = Generator(model, backend=backend)
-        self.image_latents = self.generator.encode(images)
+        self.model = model
+        self.generator = generator or Generator(model, size=gen_size, backend=backend)
+        self.images = np.asarray(images)
+        self.image_latents = self.generator.encode(self.images)
         # weighted mode reads one spectrum section per image
         self.analyzer = Analyzer(sample_rate=sample_rate, n_bands=max(2, len(images)))
         self.sample_rate = sample_rate
         self.navigator = Navigator(self.image_latents, mode=mode, interpolation=interpolation, seed=seed)
         self.features = None
+
+    @property
+    def gen_size(self):
+        """(width, height) the flow draws at."""
+        _, height, width = self.generator.shape
+        return width, height
 
     def use_sample_rate(self, rate):
         """A device may run at another rate than asked for: the analyzer follows it."""
@@ -89,7 +129,7 @@ class Show:
             self.sample_rate = rate
 
     def next_frame(self, audio_block, dt_s):
-        """Audio heard since the last frame -> the next small uint8 frame (H, W, 3).
+        """Audio heard since the last frame -> the next uint8 frame (H, W, 3) at the gen size.
 
         Live, a frame can come before any new audio: the last Features then stand.
         """
@@ -104,9 +144,52 @@ def frame_bounds(frame_index, fps, sample_rate):
     return round(frame_index * sample_rate / fps), round((frame_index + 1) * sample_rate / fps)
 
 
+def size_text(size):
+    return f"{size[0]}x{size[1]}"
+
+
+def check_frame_size(size, flag="--size", even=True):
+    """(width, height) within MAX_FRAME; even only for video (H.264 yuv420p), not a window."""
+    width, height = size
+    if width > MAX_FRAME[0] or height > MAX_FRAME[1]:
+        raise UserError(f"{flag} {size_text(size)}: frames larger than {size_text(MAX_FRAME)} are "
+                        "not supported; expected e.g. 1280x720 or 1920x1080")
+    if even and (width % 2 or height % 2):
+        raise UserError(f"{flag} {size_text(size)}: a video needs even dimensions (H.264 yuv420p); "
+                        "expected e.g. 1280x720")
+    return size
+
+
+def check_gen_memory(gen_size, model, batch=1, flag="--gen-size"):
+    """Refuse a generation size whose decode would not fit in this machine's memory, up front
+    (a 100000x100000 frame was once killed by the kernel at 23 GB with nothing printed).
+
+    Estimate: the widest s/t network holds a few feature maps of mid_channels floats per pixel
+    (float32), plus the frame itself; a quarter of physical memory is the budget."""
+    width, height = gen_size
+    need = batch * width * height * (8 * model.config.mid_channels + 64) * 4
+    try:
+        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        budget = 4 << 30
+    if need > budget:
+        raise UserError(f"{flag} {size_text(gen_size)}: decoding it needs about {need / 2**30:.1f} GiB, "
+                        f"more than this machine's budget of {budget / 2**30:.1f} GiB; expected a "
+                        "smaller size, e.g. 256x144")
+    return gen_size
+
+
+RENDER_GEN_SIZE = (128, 72)  # render's default: a 30 s 720p render in about 2x real time here
+
+
 def render(track, out, *, images=None, model_path=None, mode="explore", size=(1280, 720), fps=30,
-           duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="superfast", show_progress=True):
-    """Render a music video of `track` to `out` (H.264 + AAC, the track muxed in); returns frames."""
+           duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="superfast",
+           gen_size=RENDER_GEN_SIZE, show_progress=True):
+    """Render a music video of `track` to `out` (H.264 + AAC, the track muxed in); returns frames.
+
+    The flow draws at `gen_size` ((width, height); None: the model's own 32x32) and each frame
+    is upscaled to `size`.
+    """
     import torch
 
     from .audio.sources import FileSource
@@ -115,7 +198,7 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
     from .progress import ProgressReport
     from .upscale import upscale
 
-    size, fps = check_size(size), float(check_fps(fps))
+    size, fps = check_frame_size(check_size(size)), float(check_fps(fps))
     if start_s < 0:
         raise UserError(f"--start {start_s:g}: expected a time in seconds >= 0")
     if duration_s is not None and duration_s <= 0:
@@ -130,20 +213,31 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
     audio = source.samples[first:last]
     n_frames = max(1, math.floor(len(audio) / source.rate * fps))
     model = load_model(model_path)
-    show = Show(model, load_show_images(images, model.config.image_size), mode=mode, seed=seed,
-                sample_rate=source.rate)
+    gen_size = tuple(gen_size) if gen_size else (model.config.image_size,) * 2
+    check_gen_memory(gen_size, model)
+    show = Show(model, load_show_images(images, gen_size), mode=mode, seed=seed,
+                sample_rate=source.rate, gen_size=gen_size)
     report = ProgressReport("render", n_frames, unit="frame") if show_progress else None
-    with VideoWriter(out, size=size, fps=fps, audio=audio, audio_rate=source.rate, crf=crf,
-                     preset=encoder_preset) as video:
-        for i in range(n_frames):
-            a, b = frame_bounds(i, fps, source.rate)
-            frame = show.next_frame(audio[a:b], (b - a) / source.rate)
-            video.write(upscale(frame, size))
-            if report:
-                report.update(1, t=f"{b / source.rate:.1f}s")
-    if report:
-        report.close()
+    finished = False
+    try:
+        with VideoWriter(out, size=size, fps=fps, audio=audio, audio_rate=source.rate, crf=crf,
+                         preset=encoder_preset) as video:
+            for i in range(n_frames):
+                a, b = frame_bounds(i, fps, source.rate)
+                frame = show.next_frame(audio[a:b], (b - a) / source.rate)
+                video.write(upscale(frame, size))
+                if report:
+                    report.update(1, t=f"{b / source.rate:.1f}s")
+        finished = True
+    except OSError as error:  # a full disk, a read-only folder: the temporary file is gone
+        raise UserError(f"-o {out}: cannot write the video ({error.strerror or error})") from None
+    finally:
+        if report:
+            report.close(final=finished)
     return n_frames
+
+
+NOTICE_S = 2.5  # how long a control change's caption stays on screen
 
 
 class LiveLoop:
@@ -153,8 +247,10 @@ class LiveLoop:
     the source's own clock (the device's, for Playback); at most `max_block` samples, so a stall
     can never build up a backlog. Frames are paced to `fps` on the wall clock.
 
-    Live controls (window actions from `output.poll()`, browser controls from
-    `output.pending_controls()`, both applied in this loop's own thread by `_apply`):
+    Live controls all arrive on one ControlBus (control/bus.py), drained once per frame in this
+    loop's own thread: the window's keys and the page's controls are posted to it here each
+    frame, other inputs (OSC, MIDI) post from their own threads. Each change is announced: one
+    log line and a caption in the meters (`notice`) the window and the page draw briefly.
       quit; next_mode; mode (a name); next_image (Navigator.next_image: each mode heads for the
       next image, cross-faded);
       temperature: the weighted mode's softmax temperature (kept for later switches to weighted);
@@ -167,49 +263,111 @@ class LiveLoop:
           demo images): the images are loaded and encoded in a background thread, so the frames
           go on meanwhile, then Navigator.set_images cross-fades to them.
     Anything else (an unknown name or set) is logged and ignored; the window's own
-    toggle_meter / toggle_fullscreen are silently left to the window.
+    toggle_meter / toggle_fullscreen / toggle_captions are left to the window.
+
+    Stepping down: with `ladder` (generation sizes, smallest first, the current one among
+    them), when the frames have run late (median frame work above the budget) for
+    `late_window_s`, the next smaller size is built in a background thread (a new Generator,
+    the images re-encoded), then swapped in with Navigator.resize_images: the picture stays
+    where it is and only its resolution drops, with no stall.
     """
 
     LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats", "flux")
+    SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
-    def __init__(self, show, source, outputs, fps=60.0, max_block=4096, image_sets=None):
+    def __init__(self, show, source, outputs, fps=60.0, max_block=4096, image_sets=None, bus=None,
+                 ladder=(), late_window_s=3.0):
+        from .control import ControlBus
+
         self.show, self.source, self.outputs = show, source, list(outputs)
         self.fps, self.max_block = float(fps), int(max_block)
         self.image_sets = dict(image_sets or {})
-        self._arrived_images = None     # (name, latents) from the loading thread, or None
-        self.frame_ms, self.latency_ms = [], []
+        self.image_set = next(iter(self.image_sets), None)
+        self.bus = bus or ControlBus()
+        self._arrived_images = None     # (name, latents, images) from the loading thread, or None
+        self._arrived_size = None       # (Generator, latents, images) from a step-down, or None
+        self._resizing = False
+        self.ladder = [tuple(size) for size in ladder]
+        self.late_window_s = float(late_window_s)
+        self.step_downs = []            # (time_s, from "WxH", to "WxH")
+        self.frame_ms, self.latency_ms, self.work_ms = [], [], []
+        self.audio_samples = 0          # heard and analysed, all blocks together
         self.running = False
         self.speed, self.sensitivity, self.temperature = 1.0, 1.0, None
+        self.notice, self.notice_id, self._notice_until = "", 0, 0.0
         self._heard = None      # the analyzer's Features before the sensitivity gain
 
-    def _apply(self, action, value=None):
+    # -- controls -------------------------------------------------------------------------------
+
+    def controls(self):
+        """The live controls' current values, as the page shows them."""
+        values = {"mode": self.show.navigator.mode_name, "speed": self.speed,
+                  "sensitivity": self.sensitivity}
+        if self.temperature:
+            values["temperature"] = self.temperature
+        if self.image_set is not None:
+            values["image_set"] = self.image_set
+        return values
+
+    def _apply(self, action, value=None, source=""):
+        """Apply one control; returns the caption announcing it, or None if nothing changed."""
         from .navigate import MODES
 
         names, navigator = list(MODES), self.show.navigator
         try:
             if action == "quit":
                 self.running = False
-            elif action == "next_mode":
+                return None
+            if action == "next_mode":
                 self._set_mode(names[(names.index(navigator.mode_name) + 1) % len(names)])
-            elif action == "mode" and value in MODES:
+                return f"mode: {navigator.mode_name}"
+            if action == "mode" and value in MODES:
                 self._set_mode(value)
-            elif action == "next_image":
+                return f"mode: {value}"
+            if action == "next_image":
                 navigator.next_image()
-            elif action == "temperature":
+                return "next image"
+            if action == "temperature":
                 self.temperature = navigator.set_temperature(float(value))
-            elif action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
+                return f"temperature: {self.temperature:.2f}"
+            if action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
                 setattr(self, action, float(value))
-            elif action == "image_set" and value in self.image_sets:
+                return f"{action}: {float(value):.2f}x"
+            if action == "image_set" and value in self.image_sets:
                 threading.Thread(target=self._load_image_set, args=(value,), daemon=True).start()
-            elif action not in ("toggle_meter", "toggle_fullscreen"):
+                return f"image set: {value} (loading)"
+            if action not in self.SILENT_ACTIONS:
                 log.info("live: ignored control %r = %r", action, value)
         except (UserError, TypeError, ValueError) as error:
             log.warning("live: ignored control %r = %r: %s", action, value, error)
+        return None
+
+    def announce(self, text):
+        """One line in the terminal and a caption on screen (window and page) for a while."""
+        log.info("%s", text)
+        self.notice, self.notice_id = text, self.notice_id + 1
+        self._notice_until = time.perf_counter() + NOTICE_S
+        for output in self.outputs:
+            update = getattr(output, "update_controls", None)
+            if update is not None:
+                update(self.controls())
+
+    def _drain_controls(self):
+        for output in self.outputs:
+            for action in getattr(output, "poll", lambda: [])():
+                self.bus.post(str(action.value if hasattr(action, "value") else action), source="key")
+            for name, value in getattr(output, "pending_controls", lambda: [])():
+                self.bus.post(name, value, source="page")
+        for event in self.bus.drain():
+            caption = self._apply(event.name, event.value, event.source)
+            if caption:
+                self.announce(caption)
 
     def _load_image_set(self, name):
         try:
-            images = load_show_images(self.image_sets[name], self.show.generator.shape[1])
-            self._arrived_images = (name, self.show.generator.encode(images))
+            generator = self.show.generator
+            images = load_show_images(self.image_sets[name], self.show.gen_size)
+            self._arrived_images = (name, generator.encode(images), images)
         except UserError as error:
             log.warning("live: image set %r not loaded: %s", name, error)
 
@@ -217,20 +375,65 @@ class LiveLoop:
         arrived, self._arrived_images = self._arrived_images, None
         if arrived is None:
             return
-        name, latents = arrived
+        name, latents, images = arrived
+        if latents.shape[1:] != self.show.image_latents.shape[1:]:   # a step-down came between
+            threading.Thread(target=self._load_image_set, args=(name,), daemon=True).start()
+            return
         try:
             self.show.navigator.set_images(latents)
         except UserError as error:
             log.warning("live: image set %r not used: %s", name, error)
             return
-        self.show.image_latents = latents
+        self.show.image_latents, self.show.images, self.image_set = latents, images, name
         if self.temperature:
             self.show.navigator.set_temperature(self.temperature)
-        log.info("live: image set %r (%d images)", name, len(latents))
+        self.announce(f"image set: {name} ({len(latents)} images)")
 
     def _set_mode(self, name):
         options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
         self.show.navigator.set_mode(name, **options)
+
+    # -- generation size ------------------------------------------------------------------------
+
+    def _maybe_step_down(self, now):
+        """Start building the next smaller size once the frames have run late for a while."""
+        window = max(3, round(self.late_window_s * self.fps))
+        if self._resizing or len(self.work_ms) < window:
+            return
+        smaller = [size for size in self.ladder if size[0] * size[1] < self.show.gen_size[0] * self.show.gen_size[1]]
+        if not smaller:
+            return
+        if statistics.median(self.work_ms[-window:]) <= 1000.0 / self.fps:
+            return
+        self._resizing = True
+        threading.Thread(target=self._build_size, args=(smaller[-1],), daemon=True).start()
+
+    def _build_size(self, size):
+        from .generator import Generator
+
+        try:
+            generator = Generator(self.show.model, size=size)
+            images = resize_images(self.show.images, size)
+            self._arrived_size = (generator, generator.encode(images), images)
+        except Exception:  # noqa: BLE001 - a failed step-down must not stop the show
+            log.exception("live: could not build generation size %s", size_text(size))
+            self._resizing = False
+
+    def _take_arrived_size(self):
+        arrived, self._arrived_size = self._arrived_size, None
+        if arrived is None:
+            return
+        generator, latents, images = arrived
+        before = size_text(self.show.gen_size)
+        generator.bad_frames += self.show.generator.bad_frames
+        self.show.navigator.resize_images(latents)
+        self.show.generator, self.show.image_latents, self.show.images = generator, latents, images
+        self.work_ms.clear()
+        self._resizing = False
+        self.step_downs.append((round(time.perf_counter() - self._started, 2), before, size_text(self.show.gen_size)))
+        self.announce(f"frames ran late: generation size {before} -> {size_text(self.show.gen_size)}")
+
+    # -- the loop -------------------------------------------------------------------------------
 
     def _next_frame(self, block, dt_s):
         """Show.next_frame with the live controls: the navigator sees the Features with the
@@ -238,8 +441,10 @@ class LiveLoop:
         and steps speed x dt_s."""
         show = self.show
         self._take_arrived_images()
+        self._take_arrived_size()
         if len(block) or self._heard is None:
             self._heard = show.analyzer.process(block)
+            self.audio_samples += len(block)
         gain = self.sensitivity
         show.features = self._heard if gain == 1.0 else dataclasses.replace(
             self._heard, **{name: getattr(self._heard, name) * gain for name in self.LEVELS})
@@ -249,16 +454,20 @@ class LiveLoop:
         f = self.show.features
         recent = self.frame_ms[-30:]
         fps = 1000.0 / statistics.mean(recent) if recent else 0.0
-        return {"fps": fps, "frame_ms": recent[-1] if recent else 0.0, "tempo_bpm": f.tempo_bpm,
-                "rms": f.rms_smooth, "bands": [float(b) for b in f.band_smooth]}
+        shown = time.perf_counter() < self._notice_until
+        return {"fps": fps, "frame_ms": recent[-1] if recent else 0.0,
+                "tempo_bpm": f.tempo_bpm if f.tempo_bpm > 0 else None,
+                "rms": f.rms_smooth, "bands": [float(b) for b in f.band_smooth],
+                "gen_size": size_text(self.show.gen_size), "mode": self.show.navigator.mode_name,
+                "notice": self.notice if shown else "", "notice_id": self.notice_id}
 
     def run(self, duration_s=None):
         """Until quit, the track's end, or duration_s; returns the frame-time and latency stats."""
         rate = self.source.rate
         self.show.use_sample_rate(rate)
         self.running = True
-        last_audio_s, last_tick = self.source.read_latest(0)[1], time.perf_counter()
-        started = last_tick
+        last_audio_s, last_tick = self.source.read_latest(1)[1], time.perf_counter()
+        self._started = started = last_tick
         next_tick = last_tick
         while self.running:
             samples, audio_s = self.source.read_latest(self.max_block)
@@ -269,44 +478,89 @@ class LiveLoop:
             meters = self._meters()
             for output in self.outputs:
                 output.show(frame, meters)
-                for action in getattr(output, "poll", lambda: [])():
-                    self._apply(str(action.value if hasattr(action, "value") else action))
-                for name, value in getattr(output, "pending_controls", lambda: [])():
-                    self._apply(name, value)
+            self._drain_controls()
             now = time.perf_counter()
+            self.work_ms.append((now - t_read) * 1000.0)
             self.frame_ms.append((now - last_tick) * 1000.0)
             self.latency_ms.append((now - t_read) * 1000.0)  # newest audio -> frame on screen
             last_tick = now
             if getattr(self.source, "finished", False) or (duration_s and now - started >= duration_s):
                 break
+            self._maybe_step_down(now)
             next_tick = max(next_tick + 1.0 / self.fps, now)
             time.sleep(max(0.0, next_tick - time.perf_counter()))
         return self.stats()
 
     def stats(self):
-        frames = sorted(self.frame_ms[1:]) or [0.0]
-        return {"frames": len(self.frame_ms), "median_fps": 1000.0 / max(statistics.median(frames), 1e-9),
-                "p95_frame_ms": frames[int(0.95 * (len(frames) - 1))],
-                "median_latency_ms": statistics.median(self.latency_ms or [0.0]),
-                "bad_frames": self.show.generator.bad_frames}
+        """The run's figures (the --stats JSON); a frame rate only when at least two frames
+        were timed (one frame has no interval: 0, never an absurd figure)."""
+        intervals = sorted(self.frame_ms[1:])
+        features = self.show.features
+        return {"frames": len(self.frame_ms),
+                "median_fps": 1000.0 / statistics.median(intervals) if intervals else 0.0,
+                "p95_frame_ms": intervals[int(0.95 * (len(intervals) - 1))] if intervals else 0.0,
+                "median_latency_ms": statistics.median(self.latency_ms) if self.latency_ms else 0.0,
+                "tempo_bpm": float(features.tempo_bpm) if features is not None else 0.0,
+                "bad_frames": self.show.generator.bad_frames,
+                "mode": self.show.navigator.mode_name,
+                "audio_s": self.audio_samples / self.source.rate if self.source is not None else 0.0,
+                "gen_size": size_text(self.show.gen_size),
+                "step_downs": [list(step) for step in self.step_downs],
+                "controls_dropped": self.bus.dropped}
+
+
+def scaled_ladder(output_size):
+    """bench.LADDER (16:9 sizes) at the output's aspect: the same widths, even heights."""
+    from .bench import LADDER
+
+    width, height = output_size
+    return [(w, max(2, round(w * height / width / 2) * 2)) for w, _ in LADDER]
 
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
-              silent=False):
-    """The source and the Show of a live session: a track played (or followed silently), or a device."""
+              silent=False, gen_size=None, fps=60.0, output_size=(1280, 720)):
+    """The source, the Show and the step-down ladder of a live session: a track played (or
+    followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
+    this machine draws within the frame budget, measured now) or None (the model's own size).
+
+    Everything the user can get wrong is checked before the model loads and before any output
+    opens: the output device (so `serve` says so before it prints its URL), the images."""
     import torch
 
+    from .audio.devices import find_device
     from .audio.sources import DeviceSource, FileSource, Playback, SilentPlayback
     from .flow import load_model
 
     torch.set_num_threads(1)
     if track is not None:
         file_source = FileSource(track)
+        if not silent:
+            try:
+                find_device(device, "output")
+            except UserError as error:
+                if "choose one of: none" in str(error):
+                    raise UserError("no sound output device found to play the track on; add --silent "
+                                    "to follow it without sound (or see flowvj devices)") from None
+                raise UserError(f"{error}; or add --silent to follow the track without sound") from None
         source = SilentPlayback(file_source) if silent else Playback(file_source, device=device)
     else:
+        find_device(device, "input")
         source = DeviceSource(device)
+    if images:
+        check_image_specs(images)
     model = load_model(model_path)
-    images = load_show_images(images, model.config.image_size)
-    # Built before the source starts: the model's export takes a few seconds a track must not lose.
-    return source, Show(model, images, mode=mode, seed=seed, sample_rate=source.rate)
+    ladder = ()
+    if gen_size == "auto":
+        from .bench import pick_gen_size
 
+        ladder = scaled_ladder(output_size)
+        gen_size = pick_gen_size(model, fps, ladder=ladder)[0]
+        log.info("generation size %s (auto: the largest this machine draws at %g fps)",
+                 size_text(gen_size), fps)
+    elif gen_size is None:
+        gen_size = (model.config.image_size,) * 2
+    check_gen_memory(gen_size, model)
+    images = load_show_images(images, gen_size)
+    # Built before the source starts: the model's export takes a few seconds a track must not lose.
+    show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size)
+    return source, show, [size for size in ladder if size[0] * size[1] <= gen_size[0] * gen_size[1]]

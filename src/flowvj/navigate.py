@@ -347,7 +347,7 @@ class Navigator:
             new = cls(self.image_latents, self.interpolate, self.rng, **mode_options)
         except TypeError as error:       # an option the mode does not have
             raise UserError(f"navigator mode {name!r}: {error}") from None
-        new.start(self.r)
+        new.start(self.r if self.r is not None else self.image_latents[0])
         self._old_mode, self._fade = self.mode, 0.0
         self.mode, self.mode_name, self.mode_options = new, name, mode_options
 
@@ -365,6 +365,22 @@ class Navigator:
         except UserError:                # e.g. one image for a travelling mode: keep the old set
             self.image_latents = previous
             raise
+
+    def resize_images(self, image_latents):
+        """The same images encoded at another generation size (the live show stepping down when
+        frames run late): every mode keeps its state (which image, how far along, its weights)
+        and only its latents change, and r takes the new destination on the next step, so the
+        picture stays where it was and only its resolution changes."""
+        latents = _checked_latents(image_latents)
+        if len(latents) != len(self.image_latents):
+            raise UserError(f"resize_images needs the same {len(self.image_latents)} images, got {len(latents)}")
+        old, new = self.image_latents, latents.reshape(len(latents), -1)
+        for mode in (self.mode, self._old_mode):
+            if mode is not None:       # a mode may hold its latents reordered (weighted's roll)
+                order = [int(np.argmin(np.linalg.norm(old - row, axis=1))) for row in mode.latents]
+                mode.latents = new[order]
+        self.image_latents, self.latent_shape = new, latents.shape[1:]
+        self.r = None                  # taken from the destination at the next step
 
     def next_image(self):
         """Make the active mode head for the next image (see each mode's next_image). The
@@ -394,5 +410,7 @@ class Navigator:
         if self._fade >= 1.0:
             self._old_mode = None
         follow_s = self.mode.follow_s if self.follow_s is None else self.follow_s
+        if self.r is None:             # just resized: start from the destination at the new size
+            self.r = d
         self.r = self.interpolate(self.r, d, float(smoothing_coefficient(follow_s, dt_s)))
         return self.r.reshape(self.latent_shape).astype(np.float32)

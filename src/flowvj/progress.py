@@ -72,10 +72,12 @@ class ProgressReport:
         print(f"{self.description}: {self.done}/{self.total}{pct}  {self.rate:.1f} {self.unit}/s  "
               f"ETA {eta}  {self._fields}", file=self.stream, flush=True)
 
-    def close(self):
+    def close(self, final=True):
+        """Stop the bar; without one, print the last progress line unless `final` is False
+        (a run that failed: its one error line must stand alone)."""
         if self._bar is not None:
             self._bar.stop()
-        else:
+        elif final:
             self._log_line()
 
     def __enter__(self):

@@ -60,8 +60,8 @@ class RingBuffer:
         """(the newest n samples, oldest first, zero-padded in front if fewer were ever written;
         total samples written, i.e. the index just past the newest one)."""
         n = int(n)
-        if not 0 < n <= self.capacity:
-            raise ValueError(f"n must be in 1..{self.capacity}, got {n}")
+        if not 0 <= n <= self.capacity:
+            raise ValueError(f"n must be in 0..{self.capacity}, got {n}")  # 0: just the clock
         with self._lock:
             end = self._written
             start = end - n

@@ -57,9 +57,9 @@ def read_checkpoint(path, expect_format=FORMAT):
         raise UserError(f"checkpoint {path} does not exist (expected a .pt file written by flowvj train)")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a corrupt or foreign file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"checkpoint {path} is unreadable ({reason[:120]}); expected a flowvj checkpoint") from None
+    except Exception:  # torch raises many kinds, with long multi-line texts, for a foreign file
+        raise UserError(f"checkpoint {path} is unreadable: not a PyTorch checkpoint; expected a .pt "
+                        "file written by flowvj train (or the bundled model)") from None
     if not isinstance(record, dict) or record.get("format") != expect_format:
         found = KIND_NAMES.get(record.get("format")) if isinstance(record, dict) else None
         held = f" (it holds a {found})" if found else ""

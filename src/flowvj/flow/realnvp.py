@@ -290,12 +290,17 @@ class RealNVP(nn.Module):
         return c.in_channels * c.image_size * c.image_size
 
     def _check_shape(self, x):
-        if torch.jit.is_tracing():  # shapes are fixed in an exported graph
+        """Any (N, C, H, W) with H and W divisible by the squeezes: the flow is fully convolutional
+        and its masks come from the input's shape, so a model trained at 32x32 maps an image of
+        any such size to a latent of that size and back, exactly."""
+        if torch.jit.is_tracing():  # shapes are fixed (or symbolic) in an exported graph
             return
         c = self.config
-        want = (c.in_channels, c.image_size, c.image_size)
-        if x.dim() != 4 or tuple(x.shape[1:]) != want:
-            raise ValueError(f"expected a batch of shape (N, {want[0]}, {want[1]}, {want[2]}), got {tuple(x.shape)}")
+        step = 2 ** (c.num_scales - 1)
+        if (x.dim() != 4 or x.shape[1] != c.in_channels or x.shape[2] % step or x.shape[3] % step
+                or x.shape[2] < step or x.shape[3] < step):
+            raise ValueError(f"expected a batch of shape (N, {c.in_channels}, H, W) with H and W "
+                             f"multiples of {step}, got {tuple(x.shape)}")
 
     def to_logit(self, x):
         """x in [0,1] -> logit(alpha + (1 - 2 alpha) x), with the log-determinant of that map."""
@@ -328,7 +333,7 @@ class RealNVP(nn.Module):
 
     def nll_bits_per_dim(self, x_dequantised):
         """-log p of already dequantised data in bits/dim of the 8-bit discrete model."""
-        return bits_per_dim_from(self.log_prob(x_dequantised), self.dims)
+        return bits_per_dim_from(self.log_prob(x_dequantised), x_dequantised[0].numel())
 
     def bits_per_dim(self, x, generator=None):
         """Per image bits/dim of 8-bit images x = k/255, with uniform dequantisation noise.

@@ -13,8 +13,12 @@ the CPU never touches a full-size image. `fit="fill"` (default) covers the whole
 what overhangs, as a VJ would; `fit="letterbox"` shows the whole frame with black bars.
 
 Keys -> actions (see `poll`): Esc, q, closing the window: quit; m: next_mode; n, space:
-next_image; Tab, F1: toggle_meter; f: toggle_fullscreen. The window applies the last two itself
-(they are its own state) and still reports them; the engine maps the others.
+next_image; Tab, F1: toggle_meter; f: toggle_fullscreen; c: toggle_captions. The window applies
+the last three itself (they are its own state) and still reports them; the engine maps the others.
+
+Captions: when the meters carry a new `notice` (a control just changed: "mode: magellan"), its
+text is drawn centred near the bottom and fades out over NOTICE_FADE_S; `c` turns captions off
+for the audience. Full-screen hides the mouse cursor.
 
 pygame is imported when a Window is opened, never when this module is imported, so `flowvj
 render` and `flowvj train` run on machines without a display or pygame. The module never
@@ -35,6 +39,7 @@ NO_DISPLAY = ("no display to open a window on (no X11/Wayland session found); "
 _CENTRED_ON_DISPLAY = 0x2FFF0000
 # Drivers SDL falls back to when there is no real display; accepted only when asked for by name.
 _HEADLESS_DRIVERS = ("dummy", "offscreen")
+NOTICE_FADE_S = 2.0  # a caption's life on screen, fading over its last half
 _TEXT_CACHE_LIMIT = 256  # meter strings kept as textures; cleared when full (values churn slowly)
 
 
@@ -46,6 +51,7 @@ class Action(str, Enum):
     NEXT_IMAGE = "next_image"
     TOGGLE_METER = "toggle_meter"
     TOGGLE_FULLSCREEN = "toggle_fullscreen"
+    TOGGLE_CAPTIONS = "toggle_captions"
 
 
 def fit_rect(frame_size, output_size, fit="fill"):
@@ -69,6 +75,7 @@ def _key_actions(pygame):
         pygame.K_n: Action.NEXT_IMAGE, pygame.K_SPACE: Action.NEXT_IMAGE,
         pygame.K_TAB: Action.TOGGLE_METER, pygame.K_F1: Action.TOGGLE_METER,
         pygame.K_f: Action.TOGGLE_FULLSCREEN,
+        pygame.K_c: Action.TOGGLE_CAPTIONS,
     }
 
 
@@ -105,7 +112,7 @@ class Window:
     """
 
     def __init__(self, size=(1280, 720), fullscreen=False, display=0, title="flowvj", vsync=True,
-                 show_meter=False, fit="fill"):
+                 show_meter=False, fit="fill", captions=True):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no banner on a show's stdout
@@ -115,6 +122,8 @@ class Window:
         self._pygame, self._video = pygame, video
         self.fit = fit
         self.show_meter = bool(show_meter)
+        self.captions = bool(captions)
+        self._notice_id, self._notice, self._notice_at = None, "", 0.0
         self.fullscreen = False
         self._keys = _key_actions(pygame)
         self._texture = None
@@ -173,6 +182,7 @@ class Window:
                                                           self.fit)))
         if self.show_meter:
             self._draw_meter(meter or {})
+        self._draw_notice(meter or {})
         renderer.present()
 
     def poll(self):
@@ -195,6 +205,8 @@ class Window:
                 self.show_meter = not self.show_meter
             elif action is Action.TOGGLE_FULLSCREEN:
                 self.toggle_fullscreen()
+            elif action is Action.TOGGLE_CAPTIONS:
+                self.captions = not self.captions
             actions.append(action)
         return actions
 
@@ -205,6 +217,7 @@ class Window:
         else:
             self._window.set_fullscreen(desktop=True)
         self.fullscreen = not self.fullscreen
+        self._pygame.mouse.set_visible(not self.fullscreen)  # no cursor over the audience's picture
 
     def close(self):
         """Destroy the window and release pygame's display (one Window per process). Safe to
@@ -248,7 +261,8 @@ class Window:
             return "--" if value is None else format(value, fmt)
 
         lines = (f"{number('fps', '.0f')} fps  {number('frame_ms', '.1f')} ms",
-                 f"{number('tempo_bpm', '.1f')} BPM")
+                 f"{number('tempo_bpm', '.1f')} BPM  {meter.get('mode') or ''}",
+                 f"drawn at {meter.get('gen_size') or '--'}")
         x, y, width, line_h, bar_h = 12, 12, 240, 22, 70
         renderer.draw_blend_mode = 1  # SDL_BLENDMODE_BLEND: a see-through panel
         renderer.draw_color = (0, 0, 0, 170)
@@ -272,3 +286,28 @@ class Window:
                 h = round(bar_h * level)
                 renderer.fill_rect(pygame.Rect(round(x + 8 + i * slot), bottom - h,
                                                max(1, round(slot) - 2), h))
+
+    def _draw_notice(self, meter):
+        """The latest control change, centred near the bottom, fading out; nothing when
+        captions are off or the meters carry no notice."""
+        import time
+
+        if meter.get("notice_id") != self._notice_id:
+            self._notice_id = meter.get("notice_id")
+            self._notice, self._notice_at = str(meter.get("notice") or ""), time.monotonic()
+        age = time.monotonic() - self._notice_at
+        if not (self.captions and self._notice) or age > NOTICE_FADE_S:
+            return
+        alpha = round(255 * min(1.0, 2.0 * (1.0 - age / NOTICE_FADE_S)))
+        pygame, renderer = self._pygame, self._renderer
+        texture = self._text_texture(self._notice)
+        out_w, out_h = self.output_size
+        w, h = texture.width * 2, texture.height * 2
+        x, y = (out_w - w) // 2, out_h - h - max(24, out_h // 12)
+        renderer.draw_blend_mode = 1
+        renderer.draw_color = (0, 0, 0, alpha * 2 // 3)
+        renderer.fill_rect(pygame.Rect(x - 12, y - 6, w + 24, h + 12))
+        renderer.draw_blend_mode = 0
+        texture.alpha = alpha
+        texture.blend_mode = 1
+        renderer.blit(texture, pygame.Rect(x, y, w, h))
