@@ -1,34 +1,52 @@
 """The browser view: frames to a full-screen page over a WebSocket, controls back from it.
 
     with WebOutput(port=8765, image_sets=["demo", "faces"]) as web:
-        print("open", web.url)
+        for url in web.urls:
+            print("open", url, "in a browser")
         while playing:
             for name, value in web.pending_controls():   # applied in the engine's own loop
                 apply(name, value)
-            web.show(frame, {"fps": 30.0, "tempo_bpm": 124.0, "levels": [0.8, 0.3, 0.1]})
+            web.update_controls({"mode": mode})          # after a change from any source
+            web.show(frame, meters)
 
 Threads: aiohttp runs in a thread of its own with its own event loop, because the engine's loop is
-synchronous and must never wait on the network. `show` only swaps a reference under a lock and
-wakes the server ("latest wins": frames are never queued, so a slow client gets fewer frames, not
-older ones); it never blocks. Controls from the page are validated in the server thread, then
-appended to a lock-protected list that `pending_controls()` drains, and also passed to
-`on_control(name, value)` if given; that callback runs in the *server* thread, so it must be quick
-and thread-safe (the engine should prefer `pending_controls()`).
+synchronous and must never wait on the network. `show` only copies the frame and swaps a reference
+under a lock, then wakes the server ("latest wins": frames are never queued, so a slow client gets
+fewer frames, not older ones); any encoding happens in the server thread, once per frame for all
+clients. Controls from the page are validated in the server thread, then appended to a
+lock-protected list that `pending_controls()` drains, and also passed to `on_control(name, value)`
+if given; that callback runs in the *server* thread, so it must be quick and thread-safe (the
+engine should prefer `pending_controls()`). `update_controls` (any thread) changes the values the
+pages show; every page then gets the new state.
+
+Access (access.py says why): every route (page, static files, WebSocket) needs a Host that names
+this server and, when an Origin is sent, the page's own origin; bound beyond loopback it also needs
+the random token of `urls` (?token=... on the page, which sets a cookie its files and WebSocket
+carry). Otherwise: 403 with a one-line reason. Limits (limits.py): a page that sends a message
+over MAX_MESSAGE_BYTES is dropped (close 1009), one over MESSAGES_PER_S sustained too (close 1008);
+the show goes on. Bad messages are logged once, then summed up in at most one line per
+BAD_LOG_INTERVAL_S.
 
 Protocol (one WebSocket at GET /ws; the page is GET /):
-  server -> page, binary: a frame, header uint16 LE width, uint16 LE height, then width*height*3
-      bytes of RGB rows top to bottom (3,076 bytes for 32x32; no image encoding).
-  server -> page, text JSON {"type": "state", "controls": {name: value}, "image_sets": [...]}:
-      on connect and after any accepted control change (so every open page shows the same values).
+  server -> page, binary: a frame, header uint16 LE width, uint16 LE height, uint8 encoding, then
+      encoding 0: width*height*3 bytes of RGB rows top to bottom (3,072 bytes for 32x32);
+      encoding 1: a JPEG of the frame (quality JPEG_QUALITY, no chroma subsampling).
+      Pages on loopback get 0 (copying is cheaper than encoding there); pages on other machines
+      get 1 for frames over RAW_MAX_PIXELS (640x360 is 691 KB raw, ~0.1 MB as JPEG).
+  server -> page, text JSON {"type": "state", "controls": {name: value}, "image_sets": [...],
+      "modes": [...], "ranges": {...}}: on connect and after any control change.
   server -> page, text JSON {"type": "meters", "meters": {...}}: the latest meters passed to show,
-      at most every METERS_INTERVAL_S per client.
+      at most every METERS_INTERVAL_S per client. The engine's meters: fps, frame_ms, tempo_bpm
+      (null or 0 until the tempo locks), rms, bands (list, ~0..1), gen_size ("WxH", the size the
+      flow draws at), mode, notice ("" when none), notice_id (bumped for each new notice).
   page -> server, text JSON {"control": name, "value": v}: names and ranges in CONTROL_RANGES and
-      MODES; anything else is logged and ignored.
+      MODES; anything else is ignored (and counted in the log).
 Outputs never import the model or the navigator: the mode names are repeated here.
 """
 
 import asyncio
 import errno
+import io
 import json
 import logging
 import math
@@ -38,9 +56,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
+from PIL import Image
 
 from ...errors import UserError
+from .access import host_and_port, is_loopback, new_token, origin_host, own_addresses, own_names, \
+    token_matches, url_host
+from .limits import MAX_MESSAGE_BYTES, MESSAGES_PER_S, Client, Tally
 
 log = logging.getLogger(__name__)
 
@@ -53,50 +75,76 @@ CONTROL_RANGES = {  # numeric controls: (min, max), inclusive; the page's slider
 }
 METERS_INTERVAL_S = 0.1  # meters to each client at most ~10 times a second
 START_TIMEOUT_S = 10.0
+RAW_MAX_PIXELS = 64 * 64  # small frames go raw to every page: a JPEG would save little and blur
+JPEG_QUALITY = 90
+FRAME_ENCODINGS = ("auto", "raw", "jpeg")  # auto: JPEG to pages on other machines (see above)
 
 
 class WebOutput:
     """An HTTP + WebSocket server showing frames in browsers and taking controls from them.
 
-    host, port : where to listen; port 0 picks a free port (see `url` after start()).
+    host, port : where to listen; port 0 picks a free port (see `urls` after start()). A host
+        beyond loopback (0.0.0.0, a LAN address) makes every request need the token of `urls`.
     on_control : optional callable(name, value), called from the server thread for each valid
         control change (keep it quick; it must not touch engine state without a lock).
     image_sets : names offered in the page's image-set select; a control picking another name is
         rejected.
     controls : initial values shown by the page, e.g. {"mode": "weighted", "temperature": 0.1}.
+    frame_encoding : "auto" (raw to loopback pages, JPEG to others for frames over
+        RAW_MAX_PIXELS), "raw" or "jpeg" (every page, every size).
     """
 
-    def __init__(self, host="127.0.0.1", port=8765, on_control=None, image_sets=(), controls=None):
+    def __init__(self, host="127.0.0.1", port=8765, on_control=None, image_sets=(), controls=None,
+                 frame_encoding="auto"):
+        if frame_encoding not in FRAME_ENCODINGS:
+            raise ValueError(f"frame_encoding must be one of {FRAME_ENCODINGS}, got {frame_encoding!r}")
         self.host, self.port = host, int(port)
         self.on_control = on_control
         self.image_sets = [str(name) for name in image_sets]
+        self.frame_encoding = frame_encoding
         self.controls = {"mode": MODES[0], "temperature": 0.1, "speed": 1.0, "sensitivity": 1.0}
         if self.image_sets:
             self.controls["image_set"] = self.image_sets[0]
         self.controls.update(controls or {})
+        self.token = None if is_loopback(host) else new_token()  # loopback stays token-free
+        self._names = self._addresses = None  # our Host names and LAN addresses, found by start()
         self._lock = threading.Lock()
-        self._frame = None      # latest frame message (bytes), replaced by show()
+        self._frame = None      # latest frame as a raw frame message (bytes), replaced by show()
         self._frame_seq = 0     # bumped by show(); clients compare with what they last sent
+        self._jpeg = (0, None)  # server thread: (frame_seq, JPEG frame message), for every client
         self._meters = None     # latest meters (JSON text)
         self._meters_seq = 0
-        self._state_seq = 0     # bumped (server thread) when a control changes: pages get the state
+        self._state_seq = 0     # bumped when a control changes: every page gets the state
         self._pending = []      # (name, value) accepted from pages, drained by pending_controls()
         self._wake_scheduled = False
         self._loop = self._thread = self._runner = None
-        self._clients = {}      # ws -> asyncio.Event, set when there is something new to send
+        self._clients = {}      # ws -> Client
+        self._refused = Tally("refused", "a request", "requests")
         self.frames_sent = 0    # frame messages written to sockets, all clients together
 
     # -- the engine's side (any thread) -------------------------------------------------------
 
     @property
+    def urls(self):
+        """Where to open the page: http://127.0.0.1:PORT/ on loopback; bound beyond it, the
+        machine's LAN address(es) with ?token=... (the actual port once started with port 0)."""
+        if self.token is None:
+            return [f"http://{url_host(self.host)}:{self.port}/"]
+        if self._addresses is None:
+            self._addresses = own_addresses(self.host)
+        return [f"http://{url_host(address)}:{self.port}/?token={self.token}"
+                for address in self._addresses or ["127.0.0.1"]]
+
+    @property
     def url(self):
-        """http://host:port/ (the actual port once started with port 0)."""
-        return f"http://{self.host}:{self.port}/"
+        """The first of `urls`."""
+        return self.urls[0]
 
     def show(self, frame, meters=None):
         """Hand the latest frame (uint8 (h, w, 3) RGB) and meters (a JSON-able dict) to the server.
 
-        Returns at once: the frame is copied into a message and replaces any frame not yet sent.
+        Returns at once: the frame is copied into a raw frame message (one copy, so the caller may
+        reuse its array) that replaces any frame not yet sent; JPEG is left to the server thread.
         """
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -104,7 +152,8 @@ class WebOutput:
         height, width = frame.shape[:2]
         if not (0 < width < 65536 and 0 < height < 65536):
             raise ValueError(f"show expects a frame of 1..65535 pixels a side, got {width}x{height}")
-        message = struct.pack("<HH", width, height) + np.ascontiguousarray(frame).tobytes()
+        header = struct.pack("<HHB", width, height, 0)
+        message = b"".join((header, np.ascontiguousarray(frame)))  # join copies once, header and all
         meters_text = None
         if meters is not None:
             meters_text = json.dumps({"type": "meters", "meters": meters}, default=_jsonable)
@@ -114,13 +163,7 @@ class WebOutput:
             if meters_text is not None:
                 self._meters = meters_text
                 self._meters_seq += 1
-            loop = self._loop if not self._wake_scheduled else None
-            self._wake_scheduled = self._wake_scheduled or loop is not None
-        if loop is not None:  # one wake-up in flight at a time: 1,000 shows queue no 1,000 callbacks
-            try:
-                loop.call_soon_threadsafe(self._wake_clients)
-            except RuntimeError:  # the loop closed under us (close() in another thread)
-                pass
+        self._wake()
 
     def pending_controls(self):
         """The valid control changes received since the last call, oldest first: [(name, value)]."""
@@ -128,12 +171,42 @@ class WebOutput:
             pending, self._pending = self._pending, []
         return pending
 
+    def update_controls(self, mapping):
+        """Set the values the pages show, {name: value}, and send every page the new state.
+
+        For the engine, from its own thread, whenever a control changed from any source (window
+        key, OSC, MIDI, a page): values equal to those shown are skipped, so echoing a page's own
+        change costs nothing. The values are trusted (the engine's own), but must be JSON-able.
+        """
+        with self._lock:
+            changed = {name: value for name, value in dict(mapping).items()
+                       if name not in self.controls or self.controls[name] != value}
+            if not changed:
+                return
+            json.dumps(changed, default=_jsonable)  # a TypeError here, in the caller's thread
+            self.controls.update(changed)
+            self._state_seq += 1
+        self._wake()
+
+    def _wake(self):
+        """Wake the server's clients from any thread; one wake-up in flight at a time, so 1,000
+        calls queue no 1,000 callbacks."""
+        with self._lock:
+            loop = self._loop if not self._wake_scheduled else None
+            self._wake_scheduled = self._wake_scheduled or loop is not None
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._wake_clients)
+            except RuntimeError:  # the loop closed under us (close() in another thread)
+                pass
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self):
         """Start the server thread; returns once it listens. A port in use is a UserError."""
         if self._thread is not None:
             return self
+        self._names = own_names(self.host)
         self._wake_scheduled = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="flowvj-web", daemon=True)
@@ -181,7 +254,20 @@ class WebOutput:
     # -- the server thread --------------------------------------------------------------------
 
     async def _serve(self):
-        app = web.Application()
+        @web.middleware
+        async def guard(request, handler):
+            reason = self._refusal(request)
+            if reason is not None:
+                self._refused.add(f"{request.remote} {request.method} {request.path_qs[:80]}: {reason}")
+                return web.Response(status=403, text=f"flowvj: refused: {reason}\n")
+            response = await handler(request)
+            if (self.token is not None and request.path == "/"
+                    and token_matches(request.query.get("token"), self.token)):
+                # the page's own files and WebSocket then carry the token without it in their URLs
+                response.set_cookie(self._cookie, self.token, path="/", httponly=True, samesite="Strict")
+            return response
+
+        app = web.Application(middlewares=[guard])
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/static/", STATIC)
@@ -197,57 +283,101 @@ class WebOutput:
         if self.port == 0:
             self.port = self._runner.addresses[0][1]  # the port the system picked
 
+    @property
+    def _cookie(self):
+        return f"flowvj_token_{self.port}"  # per port: two shows on one machine keep their own
+
+    def _refusal(self, request):
+        """Why this request is refused (one line), or None: see access.py for each check."""
+        host_header = request.headers.get("Host", "")
+        host = host_and_port(host_header)
+        if host is None or host[0] not in self._names or host[1] != self.port:
+            expected = f"{url_host(self.host)}:{self.port}" if self.token is None else f"this machine:{self.port}"
+            return f"Host {host_header!r} is not this server (expected {expected})"
+        origin = request.headers.get("Origin")
+        # No Origin: browsers always send one on a WebSocket handshake, so this is a program, not
+        # a web page: on loopback it runs on this machine as someone who could stop the show
+        # anyway; beyond loopback it still needs the token below.
+        if origin is not None and origin_host(origin) != host:
+            return f"Origin {origin!r} is not this page's own (http://{host_header})"
+        if self.token is not None and not (token_matches(request.query.get("token"), self.token)
+                                           or token_matches(request.cookies.get(self._cookie), self.token)):
+            return "this show is open to the network: open the URL with ?token=... that flowvj printed"
+        return None
+
     async def _shutdown(self):
         for ws in list(self._clients):
             await ws.close()
         await self._runner.cleanup()
+        self._refused.flush()
 
     async def _index(self, request):
-        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(STATIC / "index.html", headers={
+            "Cache-Control": "no-cache",
+            "Referrer-Policy": "no-referrer",                     # the token stays in this URL
+            "Content-Security-Policy": "frame-ancestors 'none'",  # no other site frames the controls
+        })
 
     def _wake_clients(self):
         with self._lock:
             self._wake_scheduled = False
-        for event in self._clients.values():
-            event.set()
+        for client in self._clients.values():
+            client.wake.set()
 
     async def _websocket(self, request):
-        ws = web.WebSocketResponse(heartbeat=10.0)
+        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_MESSAGE_BYTES,
+                                   compress=False)  # deflate: CPU per frame and page; JPEG saves more
         await ws.prepare(request)
-        wake = asyncio.Event()
-        wake.set()  # the state, and the latest frame if there is one
-        self._clients[ws] = wake
-        sender = asyncio.create_task(self._send_loop(ws, wake))
+        peer = request.remote or "?"
+        jpeg = self.frame_encoding == "jpeg" or (self.frame_encoding == "auto" and not is_loopback(peer))
+        client = Client(peer, jpeg)
+        self._clients[ws] = client
+        sender = asyncio.create_task(self._send_loop(ws, client))
         try:
             async for message in ws:
+                if message.type == WSMsgType.ERROR:  # too big or not UTF-8: aiohttp has closed it
+                    self._drop(client, str(message.data))
+                    break
+                if client.over_rate():
+                    sender.cancel()
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+                    self._drop(client, f"more than {MESSAGES_PER_S} messages/s")
+                    break
                 if message.type == WSMsgType.TEXT:
-                    self._receive(message.data)
-                elif message.type == WSMsgType.BINARY:
-                    log.warning("web output: ignored a binary message from a page")
+                    self._receive(client, message.data)
+                else:
+                    client.bad.add("a binary message")
         finally:
             del self._clients[ws]
             sender.cancel()
+            client.bad.flush()
         return ws
 
-    async def _send_loop(self, ws, wake):
-        """Send this client the latest frame whenever there is a newer one, and the meters when
-        newer and at least METERS_INTERVAL_S after the last; a slow client simply skips frames."""
+    def _drop(self, client, reason):
+        if not client.bad.flush(f"; dropped the page: {reason}"):
+            log.warning("web output: dropped the page at %s: %s", client.peer, reason)
+
+    async def _send_loop(self, ws, client):
+        """Send this client the latest frame whenever there is a newer one, the state when it
+        changed, and the meters when newer and at least METERS_INTERVAL_S after the last; a slow
+        client simply skips frames."""
         frame_seq = meters_seq = 0
         state_seq = -1
         meters_due = 0.0
         try:
             while not ws.closed:
-                await wake.wait()
-                wake.clear()
+                await client.wake.wait()
+                client.wake.clear()
                 with self._lock:
                     frame, new_frame_seq = self._frame, self._frame_seq
                     meters, new_meters_seq = self._meters, self._meters_seq
-                if state_seq != self._state_seq:
+                    state = self._state_message() if state_seq != self._state_seq else None
                     state_seq = self._state_seq
-                    await ws.send_str(self._state_message())
+                if state is not None:
+                    await ws.send_str(state)
                 if new_frame_seq != frame_seq and frame is not None:
                     frame_seq = new_frame_seq
-                    await ws.send_bytes(frame)
+                    await ws.send_bytes(self._frame_message(frame, frame_seq, client.jpeg))
                     self.frames_sent += 1
                 now = time.monotonic()
                 if new_meters_seq != meters_seq and now >= meters_due:
@@ -256,23 +386,36 @@ class WebOutput:
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the page went away; its handler cleans up
 
-    def _receive(self, text):
+    def _frame_message(self, raw, frame_seq, jpeg):
+        """The message of a frame for a client (raw, or JPEG for a client that takes it), each
+        JPEG encoded once per frame however many clients take it."""
+        width, height = struct.unpack_from("<HH", raw)
+        if not jpeg or (self.frame_encoding != "jpeg" and width * height <= RAW_MAX_PIXELS):
+            return raw
+        if self._jpeg[0] != frame_seq:
+            frame = np.frombuffer(raw, np.uint8, offset=5).reshape(height, width, 3)
+            buffer = io.BytesIO()
+            buffer.write(struct.pack("<HHB", width, height, 1))
+            Image.fromarray(frame).save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+            self._jpeg = (frame_seq, buffer.getvalue())
+        return self._jpeg[1]
+
+    def _receive(self, client, text):
         try:
             name, value = self._validate(json.loads(text))
-        except (ValueError, TypeError, KeyError) as error:
-            log.warning("web output: ignored control message %.200r: %s", text, error)
+        except (ValueError, TypeError, KeyError, RecursionError) as error:  # [[[[... nests too deep
+            client.bad.add(f"{text[:120]!r}: {error}")
             return
         with self._lock:
             self._pending.append((name, value))
-        self.controls[name] = value
+            self.controls[name] = value
+            self._state_seq += 1  # every page shows the new value (sent by each page's send loop)
         if self.on_control is not None:
             try:
                 self.on_control(name, value)
             except Exception:  # noqa: BLE001 - a bad callback must not take the server down
                 log.exception("web output: on_control(%r, %r) failed", name, value)
-        self._state_seq += 1  # every page shows the new value (sent by each page's send loop)
-        for event in self._clients.values():
-            event.set()
+        self._wake_clients()
 
     def _validate(self, message):
         """{"control": name, "value": v} -> (name, value) with value checked and typed; else raises."""
@@ -297,6 +440,7 @@ class WebOutput:
         raise ValueError(f"unknown control {name!r}")
 
     def _state_message(self):
+        """(Called under the lock: the engine's thread may be updating the controls.)"""
         return json.dumps({"type": "state", "controls": self.controls, "image_sets": self.image_sets,
                            "modes": list(MODES), "ranges": CONTROL_RANGES}, default=_jsonable)
 

@@ -1,18 +1,27 @@
-// flowvj browser view: draws each small RGB frame from /ws scaled to fill the screen, shows the
-// meters, and sends control changes back as {"control": name, "value": v}.
-// Frame message (binary): uint16 LE width, uint16 LE height, then width*height*3 RGB bytes.
+// flowvj browser view: draws each frame from /ws scaled to fill the screen, shows the meters and
+// the engine's notices as captions, and sends control changes back as {"control": name, "value": v}.
+// Frame message (binary): uint16 LE width, uint16 LE height, uint8 encoding, then the pixels:
+// encoding 0 = width*height*3 RGB bytes, rows top to bottom; 1 = a JPEG (see server.py).
 "use strict";
 
 const view = document.getElementById("view");
 const ctx = view.getContext("2d");
-const small = document.createElement("canvas");  // the frame at its own size, scaled up by drawImage
+const small = document.createElement("canvas");  // a raw frame at its own size, scaled up by drawImage
 const smallCtx = small.getContext("2d");
-let image = null;                                   // ImageData reused while the size is unchanged
+let image = null;                                   // ImageData reused while the raw size is unchanged
+let source = null;                                  // what draw() scales: `small` or a decoded JPEG
+let decoding = false, nextJpeg = null;              // one JPEG decode at a time; the latest waits
 let socket = null;
 let receivedTimes = [];                             // arrival times of the last second's frames
+let noticeId = null;                                // the last notice_id seen (null: no meters yet)
+const SEND_INTERVAL_MS = 50;                        // controls go out at most ~20 times a second:
+const queued = new Map();                           // the server drops a page over ~50 messages/s
+let flushTimer = null, lastFlush = -Infinity;
+const token = new URLSearchParams(location.search).get("token");  // bound beyond loopback only
 
 window.flowvjFrames = 0;                            // frames drawn since the page opened (tests read it)
 window.flowvjState = null;                          // the last state message from the server
+window.flowvjNoticeId = null;                       // the notice_id of the last meters handled
 
 function fitCanvas() {
   const ratio = window.devicePixelRatio || 1;
@@ -25,20 +34,32 @@ function fitCanvas() {
 }
 
 function draw() {
-  if (!image) return;
+  if (!source) return;
   // aspect-fill: scale so the frame covers the whole canvas, centred, the overflow cropped
-  const scale = Math.max(view.width / small.width, view.height / small.height);
-  const w = small.width * scale, h = small.height * scale;
+  const scale = Math.max(view.width / source.width, view.height / source.height);
+  const w = source.width * scale, h = source.height * scale;
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(small, (view.width - w) / 2, (view.height - h) / 2, w, h);
+  ctx.drawImage(source, (view.width - w) / 2, (view.height - h) / 2, w, h);
+}
+
+function showSource(next) {
+  if (source && source !== small && source !== next) source.close();  // free the previous bitmap
+  source = next;
+  draw();
+  window.flowvjFrames += 1;
+  const now = performance.now();
+  receivedTimes.push(now);
+  while (receivedTimes[0] < now - 1000) receivedTimes.shift();
 }
 
 function showFrame(buffer) {
-  const header = new DataView(buffer, 0, 4);
+  if (buffer.byteLength < 5) return;
+  const header = new DataView(buffer, 0, 5);
   const width = header.getUint16(0, true), height = header.getUint16(2, true);
-  const rgb = new Uint8Array(buffer, 4);
-  if (rgb.length !== width * height * 3) return;
+  const pixels = new Uint8Array(buffer, 5);
+  if (header.getUint8(4) === 1) return showJpeg(pixels);
+  if (header.getUint8(4) !== 0 || pixels.length !== width * height * 3) return;
   if (!image || image.width !== width || image.height !== height) {
     small.width = width;
     small.height = height;
@@ -46,17 +67,25 @@ function showFrame(buffer) {
     image.data.fill(255);                           // alpha stays opaque
   }
   const rgba = image.data;
-  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
-    rgba[j] = rgb[i];
-    rgba[j + 1] = rgb[i + 1];
-    rgba[j + 2] = rgb[i + 2];
+  for (let i = 0, j = 0; i < pixels.length; i += 3, j += 4) {
+    rgba[j] = pixels[i];
+    rgba[j + 1] = pixels[i + 1];
+    rgba[j + 2] = pixels[i + 2];
   }
   smallCtx.putImageData(image, 0, 0);
-  draw();
-  window.flowvjFrames += 1;
-  const now = performance.now();
-  receivedTimes.push(now);
-  while (receivedTimes[0] < now - 1000) receivedTimes.shift();
+  showSource(small);
+}
+
+function showJpeg(bytes) {
+  // createImageBitmap decodes off the main thread; frames arriving meanwhile replace each other
+  if (decoding) { nextJpeg = bytes; return; }
+  decoding = true;
+  createImageBitmap(new Blob([bytes], { type: "image/jpeg" }))
+    .then(showSource, () => {})                     // a frame that does not decode is skipped
+    .finally(() => {
+      decoding = false;
+      if (nextJpeg) { const next = nextJpeg; nextJpeg = null; showJpeg(next); }
+    });
 }
 
 function showState(state) {
@@ -67,23 +96,60 @@ function showState(state) {
     sets.replaceChildren(...names.map((name) => new Option(name, name)));
   }
   for (const [name, value] of Object.entries(state.controls || {})) {
-    const input = document.getElementById(name);
+    const input = document.querySelector(`[data-control="${name}"]`);
     if (input && document.activeElement !== input) input.value = value;
   }
   showValues();
 }
 
+function isNumber(value) {
+  return typeof value === "number" && Number.isFinite(value);
+}
+
 function showMeters(meters) {
-  const tempo = meters.tempo_bpm ?? meters.tempo;
-  document.getElementById("tempo").textContent =
-    typeof tempo === "number" ? `${tempo.toFixed(1)} bpm` : "– bpm";
+  // every key may be missing (an older engine, a test): each meter then shows "--"
+  const set = (id, text) => { document.getElementById(id).textContent = text; };
+  set("fps", isNumber(meters.fps) ? `${meters.fps.toFixed(0)} fps` : "-- fps");
+  set("frame_ms", isNumber(meters.frame_ms) ? `${meters.frame_ms.toFixed(1)} ms` : "-- ms");
+  // tempo_bpm is null (or 0) until the tempo locks: "--", never "0.0 BPM"
+  set("tempo", isNumber(meters.tempo_bpm) && meters.tempo_bpm > 0 ? `${meters.tempo_bpm.toFixed(1)} BPM` : "-- BPM");
+  set("gen_size", typeof meters.gen_size === "string" ? meters.gen_size : "--");
+  set("meter_mode", typeof meters.mode === "string" ? meters.mode : "");
   const levels = document.getElementById("levels");
-  const values = Array.isArray(meters.levels) ? meters.levels : [];
+  const values = Array.isArray(meters.bands) ? meters.bands : [];
   while (levels.children.length > values.length) levels.lastChild.remove();
   while (levels.children.length < values.length) levels.appendChild(document.createElement("div"));
   values.forEach((v, i) => {
-    levels.children[i].style.height = `${Math.round(100 * Math.min(Math.max(v, 0), 1))}%`;
+    const level = isNumber(v) ? Math.min(Math.max(v, 0), 1) : 0;
+    levels.children[i].style.height = `${Math.round(100 * level)}%`;
   });
+  if (meters.notice_id !== undefined && meters.notice_id !== noticeId) {
+    // the first meters only note the id: a page opened later shows no stale notice
+    if (noticeId !== null && meters.notice) showCaption(String(meters.notice));
+    noticeId = meters.notice_id;
+  }
+  window.flowvjNoticeId = noticeId;
+}
+
+// Captions: each new notice (mode changed, image set loaded...) shows ~2 s over the picture, then
+// fades; the "captions" box turns them off for the audience (remembered by this browser).
+const caption = document.getElementById("caption");
+const captions = document.getElementById("captions");
+let captionTimer = null;
+captions.checked = localStorage.getItem("flowvj.captions") !== "off";
+caption.hidden = !captions.checked;
+captions.addEventListener("change", () => {
+  localStorage.setItem("flowvj.captions", captions.checked ? "on" : "off");
+  caption.hidden = !captions.checked;
+  if (!captions.checked) caption.classList.remove("shown");
+});
+
+function showCaption(text) {
+  if (!captions.checked) return;
+  caption.textContent = text;
+  caption.classList.add("shown");
+  clearTimeout(captionTimer);
+  captionTimer = setTimeout(() => caption.classList.remove("shown"), 2000);
 }
 
 function showValues() {
@@ -94,7 +160,8 @@ function showValues() {
 
 function connect() {
   const status = document.getElementById("status");
-  socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws${query}`);
   socket.binaryType = "arraybuffer";
   window.flowvjSocket = socket;
   socket.onopen = () => { status.textContent = ""; };
@@ -102,7 +169,7 @@ function connect() {
     if (typeof event.data !== "string") return showFrame(event.data);
     const message = JSON.parse(event.data);
     if (message.type === "state") showState(message);
-    else if (message.type === "meters") showMeters(message.meters);
+    else if (message.type === "meters") showMeters(message.meters || {});
   };
   socket.onclose = () => {                          // the server restarted or the network dropped
     status.textContent = "reconnecting…";
@@ -111,9 +178,20 @@ function connect() {
 }
 
 function send(name, value) {
-  if (socket && socket.readyState === WebSocket.OPEN) {
-    socket.send(JSON.stringify({ control: name, value: value }));
+  // latest value per control, sent at once or, within SEND_INTERVAL_MS of the last send, then
+  queued.set(name, value);
+  if (flushTimer === null) {
+    flushTimer = setTimeout(flush, Math.max(0, lastFlush + SEND_INTERVAL_MS - performance.now()));
   }
+}
+
+function flush() {
+  flushTimer = null;
+  lastFlush = performance.now();
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    for (const [name, value] of queued) socket.send(JSON.stringify({ control: name, value: value }));
+  }
+  queued.clear();
 }
 
 for (const input of document.querySelectorAll("[data-control]")) {
@@ -143,7 +221,7 @@ document.addEventListener("keydown", wakePanel);
 setInterval(() => {
   const now = performance.now();
   while (receivedTimes.length && receivedTimes[0] < now - 1000) receivedTimes.shift();
-  document.getElementById("fps").textContent = `${receivedTimes.length} fps`;
+  document.getElementById("received").textContent = `${receivedTimes.length} fps`;
 }, 500);
 
 window.addEventListener("resize", fitCanvas);
@@ -151,3 +229,4 @@ fitCanvas();
 showValues();
 wakePanel();
 connect();
+

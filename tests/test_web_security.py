@@ -1,0 +1,300 @@
+"""Who may reach the browser view, and what a misbehaving client gets: real WebOutput servers on
+127.0.0.1 (or 0.0.0.0) port 0, real aiohttp clients; no browser needed (test_web.py has one)."""
+
+import asyncio
+import io
+import json
+import logging
+import threading
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowvj.outputs.web import WebOutput
+from flowvj.outputs.web.server import MAX_MESSAGE_BYTES
+
+FOREIGN_HOSTS = ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}", "127.0.0.1:1"]
+ROUTES = ["/", "/static/view.js", "/ws"]
+
+
+@pytest.fixture
+def web():
+    with WebOutput(port=0) as web:
+        yield web
+
+
+@pytest.fixture
+def lan_web():
+    with WebOutput(host="0.0.0.0", port=0) as web:
+        yield web
+
+
+@pytest.fixture
+def showing(web):
+    """The loopback server, shown a 32x32 frame ~30 times a second by a thread (the engine)."""
+    stop = threading.Event()
+
+    def feed():
+        frame = np.full((32, 32, 3), 99, np.uint8)
+        while not stop.is_set():
+            web.show(frame, {"fps": 30.0})
+            stop.wait(1 / 30)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    yield web
+    stop.set()
+    feeder.join()
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 30))
+
+
+async def get(url, headers=None, session=None):
+    """(status, text, response cookies) of a GET."""
+    async with aiohttp.ClientSession() if session is None else _borrowed(session) as client:
+        async with client.get(url, headers=headers or {}) as response:
+            return response.status, await response.text(), response.cookies
+
+
+class _borrowed:
+    def __init__(self, session):
+        self.session = session
+
+    async def __aenter__(self):
+        return self.session
+
+    async def __aexit__(self, *exc):
+        pass
+
+
+async def first_state(url, session=None, **options):
+    """The first message a WebSocket at `url` receives (the state), as a dict."""
+    async with aiohttp.ClientSession() if session is None else _borrowed(session) as client:
+        async with client.ws_connect(url, **options) as ws:
+            message = await ws.receive(timeout=10)
+            return json.loads(message.data)
+
+
+async def handshake_status(url, **options):
+    try:
+        await first_state(url, **options)
+    except aiohttp.WSServerHandshakeError as error:
+        return error.status
+    return 101
+
+
+async def until_closed(ws):
+    """Read (and drop) what a WebSocket receives until it closes; returns its close code."""
+    while True:
+        message = await ws.receive(timeout=15)
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR):
+            return ws.close_code
+
+
+def warnings_logged(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# -- Origin and Host --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1:1", "null",
+                                    "https://127.0.0.1:{port}"])
+def test_a_websocket_from_a_foreign_origin_is_refused(web, origin):
+    origin = origin.format(port=web.port)
+    assert run(handshake_status(web.url + "ws", origin=origin)) == 403
+    status, text, _ = run(get(web.url + "ws", {"Origin": origin}))
+    assert status == 403 and text.startswith("flowvj: refused: Origin") and text.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost"])
+def test_a_websocket_from_the_pages_own_origin_is_accepted(web, name):
+    url = f"http://{name}:{web.port}/ws"
+    state = run(first_state(url, origin=f"http://{name}:{web.port}"))
+    assert state["type"] == "state" and state["controls"]["mode"] == "weighted"
+
+
+def test_a_program_without_origin_is_accepted_on_loopback(web):
+    assert run(first_state(web.url + "ws"))["type"] == "state"  # aiohttp sends no Origin
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_a_foreign_host_name_is_refused_on_every_route(web, route, host):
+    # DNS rebinding: the browser connected to 127.0.0.1, but for a name that is not ours
+    status, text, _ = run(get(f"http://127.0.0.1:{web.port}{route}", {"Host": host.format(port=web.port)}))
+    assert status == 403 and text.startswith("flowvj: refused: Host"), text
+
+
+@pytest.mark.parametrize("route", ROUTES[:2])
+def test_loopback_names_with_the_port_are_served(web, route):
+    for host in (f"127.0.0.1:{web.port}", f"localhost:{web.port}", f"[::1]:{web.port}"):
+        status, _, _ = run(get(f"http://127.0.0.1:{web.port}{route}", {"Host": host}))
+        assert status == 200, host
+
+
+def test_refusals_are_logged_in_a_summary_not_one_line_each(caplog):
+    with caplog.at_level(logging.WARNING, logger="flowvj.outputs.web"):
+        with WebOutput(port=0) as web:
+            for _ in range(30):
+                assert run(get(web.url, {"Host": "evil.example"}))[0] == 403
+    lines = warnings_logged(caplog)
+    assert len(lines) == 2, lines  # the first at once, the other 29 summed up at close
+    assert lines[1].startswith("web output: refused 29 requests in the last")
+
+
+# -- bound beyond loopback: the token ---------------------------------------------------------
+
+def test_urls_name_the_machine_with_the_token_when_bound_beyond_loopback(lan_web):
+    assert lan_web.token and len(lan_web.token) >= 16
+    assert lan_web.urls and lan_web.url == lan_web.urls[0]
+    for url in lan_web.urls:
+        assert "0.0.0.0" not in url and url.endswith(f":{lan_web.port}/?token={lan_web.token}")
+
+
+def test_loopback_urls_carry_no_token(web):
+    assert web.token is None and web.urls == [f"http://127.0.0.1:{web.port}/"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("token", [None, "", "wrong"])
+def test_without_the_token_every_route_is_refused(lan_web, route, token):
+    query = "" if token is None else f"?token={token}"
+    status, text, _ = run(get(f"http://127.0.0.1:{lan_web.port}{route}{query}"))
+    assert status == 403 and "token" in text
+
+
+def test_with_the_token_the_page_its_files_and_its_websocket_are_served(lan_web):
+    base = f"http://127.0.0.1:{lan_web.port}"
+
+    async def visit():
+        # a browser's jar: cookies for an IP address host too (aiohttp's default jar refuses them)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            page = await get(f"{base}/?token={lan_web.token}", session=browser)
+            script = await get(f"{base}/static/view.js", session=browser)  # the cookie, no query
+            state = await first_state(f"{base}/ws", session=browser)
+        by_query = await first_state(f"{base}/ws?token={lan_web.token}")  # view.js passes it on
+        return page, script, state, by_query
+
+    (page_status, _, cookies), (script_status, script, _), state, by_query = run(visit())
+    assert page_status == 200 and script_status == 200 and "flowvjFrames" in script
+    cookie = cookies[f"flowvj_token_{lan_web.port}"]
+    assert cookie.value == lan_web.token and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert state["type"] == "state" and by_query["type"] == "state"
+
+
+def test_the_token_does_not_excuse_a_foreign_origin(lan_web):
+    url = f"http://127.0.0.1:{lan_web.port}/ws?token={lan_web.token}"
+    assert run(handshake_status(url, origin="http://evil.example")) == 403
+
+
+# -- misbehaving clients ----------------------------------------------------------------------
+
+def test_a_junk_flood_drops_the_sender_logs_two_lines_and_other_pages_keep_receiving(showing, caplog):
+    url = showing.url + "ws"
+
+    async def flood():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url) as bystander, session.ws_connect(url) as flooder:
+                for i in range(2000):
+                    try:
+                        await flooder.send_str(f"junk {i}")
+                    except ConnectionError:  # dropped while still sending
+                        break
+                code = await until_closed(flooder)
+                frames = 0
+                while frames < 10:  # the show goes on for the other page
+                    message = await bystander.receive(timeout=10)
+                    assert message.type != aiohttp.WSMsgType.CLOSE
+                    frames += message.type == aiohttp.WSMsgType.BINARY
+                return code
+
+    with caplog.at_level(logging.WARNING, logger="flowvj.outputs.web"):
+        code = run(flood())
+    assert code == 1008
+    lines = warnings_logged(caplog)
+    print("\n".join(lines))
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("web output: ignored a bad message from 127.0.0.1: 'junk 0'")
+    assert "dropped the page: more than 50 messages/s" in lines[1]
+
+
+def test_an_oversize_message_drops_the_sender(showing, caplog):
+    async def oversize():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(showing.url + "ws") as ws:
+                await ws.send_str(json.dumps({"control": "mode", "value": "x" * MAX_MESSAGE_BYTES}))
+                code = await until_closed(ws)
+        return code, await first_state(showing.url + "ws")  # the server still serves
+
+    with caplog.at_level(logging.WARNING, logger="flowvj.outputs.web"):
+        code, state = run(oversize())
+    assert code == 1009 and state["type"] == "state"
+    lines = warnings_logged(caplog)
+    assert len(lines) == 1 and lines[0].startswith("web output: dropped the page at 127.0.0.1"), lines
+    assert showing.pending_controls() == []
+
+
+def test_controls_at_a_sane_rate_are_all_accepted(web):
+    async def clicks():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(web.url + "ws") as ws:
+                for i in range(80):  # a burst: well within the allowance
+                    await ws.send_str(json.dumps({"control": "speed", "value": i / 20}))
+                await ws.send_str(json.dumps({"control": "mode", "value": "explore"}))
+                while ("mode", "explore") not in web.pending_controls()[-1:]:
+                    await asyncio.sleep(0.02)
+                return ws.closed
+
+    assert run(clicks()) is False
+    assert web.controls["speed"] == 79 / 20 and web.controls["mode"] == "explore"
+
+
+# -- what the engine calls --------------------------------------------------------------------
+
+def test_update_controls_from_the_engine_thread_reaches_every_page(web):
+    async def two_pages():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(web.url + "ws") as one, session.ws_connect(web.url + "ws") as two:
+                for ws in (one, two):
+                    assert json.loads((await ws.receive(timeout=10)).data)["controls"]["mode"] == "weighted"
+                engine = threading.Thread(target=web.update_controls, args=({"mode": "magellan", "speed": 2.0},))
+                engine.start()
+                engine.join()
+                return [json.loads((await ws.receive(timeout=10)).data) for ws in (one, two)]
+
+    for state in run(two_pages()):
+        assert state["type"] == "state"
+        assert state["controls"]["mode"] == "magellan" and state["controls"]["speed"] == 2.0
+    assert web.pending_controls() == []  # the engine's own change is not sent back to it
+
+
+def test_frames_go_raw_to_loopback_and_as_jpeg_when_asked():
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[:, :320] = (200, 40, 40)
+    frame[:, 320:] = (40, 40, 200)
+
+    async def one_frame(url):
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url) as ws:
+                while True:
+                    message = await ws.receive(timeout=10)
+                    if message.type == aiohttp.WSMsgType.BINARY:
+                        return message.data
+
+    for encoding in ("auto", "jpeg"):
+        with WebOutput(port=0, frame_encoding=encoding) as web:
+            web.show(frame, {})
+            data = run(one_frame(web.url + "ws"))
+        width, height, kind = int.from_bytes(data[:2], "little"), int.from_bytes(data[2:4], "little"), data[4]
+        assert (width, height) == (640, 360)
+        if encoding == "auto":
+            assert kind == 0 and np.array_equal(np.frombuffer(data[5:], np.uint8).reshape(frame.shape), frame)
+        else:
+            decoded = np.asarray(Image.open(io.BytesIO(data[5:])).convert("RGB"))
+            assert kind == 1 and len(data) < frame.nbytes / 10
+            assert np.abs(decoded.astype(int) - frame).max() <= 4  # quality 90, no chroma subsampling
