@@ -1,5 +1,6 @@
-"""flowvj compare: the flow's round trip is exact where the VAE's is not, the judges rank a double
-exposure below real images, and the report holds every figure and image it names."""
+"""flowvj compare: the flow's round trip is exact where the VAE's is not, at the models' 32x32 and
+at a non-square show size; the judges rank a double exposure below real images; the flicker
+figures see a cross-fade's steady pace; and the report holds every figure and image it names."""
 
 import json
 import re
@@ -17,6 +18,8 @@ from flowvj.flow.checkpoint import DEFAULT_MODEL
 from flowvj.vae import VAE
 
 DEMO = sorted(p for p in DEFAULT_IMAGES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+SHOW_SIZE = (20, 12)  # small and not square: the figures at a show's 16:9-ish size, quickly
+FLICKER_STEPS = 12
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +35,14 @@ def untrained_vae(tmp_path_factory):
 def report(run_flowvj, small_cifar10, untrained_vae, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "report"
     result = run_flowvj("compare", "-o", out, "--vae", untrained_vae, "--data", small_cifar10, "--limit", 12,
-                        "--pairs", 2, "--frames", 5, "--threads", 1)
+                        "--pairs", 2, "--frames", 5, "--threads", 1, "--sizes", "32x32,%dx%d" % SHOW_SIZE,
+                        "--flicker-steps", FLICKER_STEPS, "--flicker-pairs", 2)
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_flow_round_trip_is_exact_on_the_demo_images_and_the_vae_round_trip_is_not():
+def test_flow_round_trip_is_exact_on_the_demo_images_and_the_vae_round_trip_is_not(in_process_torch):
     images = load_show_images(None, 32)
-    torch.set_num_threads(1)
     x, flow_rec, vae_rec = reconstructions(load_model(), VAE.from_preset("tiny"), images)
     assert np.abs(flow_rec - x).max() < 1e-4
     assert judge.psnr(x, flow_rec).min() > 80 and judge.psnr(x, vae_rec).max() < 30
@@ -65,7 +68,7 @@ def test_a_cross_fade_is_less_sparse_and_less_detailed_than_the_images_it_mixes(
     assert np.median(judge.high_frequency_energy(fade) / ends_energy) < 0.7
 
 
-def test_interpolations_start_and_end_at_the_images_except_the_vae():
+def test_interpolations_start_and_end_at_the_images_except_the_vae(in_process_torch):
     images = load_show_images(None, 32)[:2]
     frames = interpolations(load_model(), VAE.from_preset("tiny"), images[0], images[1], np.linspace(0, 1, 5))
     ends = images.transpose(0, 3, 1, 2) / 255.0
@@ -75,34 +78,100 @@ def test_interpolations_start_and_end_at_the_images_except_the_vae():
     assert np.abs(frames["vae_lerp"][[0, -1]] - ends).mean() > 0.05
 
 
+def _judges_are_finite(judged, with_vae):
+    for scores in judged.values():
+        assert set(scores) == {"vae_bits_per_dim", "hf_energy_ratio", "gradient_kurtosis", "gradient_kurtosis_ratio"}
+        for key, value in scores.items():
+            if key == "vae_bits_per_dim" and not with_vae:
+                assert value is None
+            else:
+                assert np.isfinite(value), key
+
+
+def test_at_a_show_size_without_a_vae_the_interpolations_are_the_flow_s_and_the_fade(in_process_torch):
+    width, height = SHOW_SIZE
+    images = load_show_images(None, SHOW_SIZE)[:2]
+    frames = interpolations(load_model(), None, images[0], images[1], np.linspace(0, 1, 5))
+    assert set(frames) == {"flow_lerp", "flow_slerp", "crossfade"}
+    ends = images.transpose(0, 3, 1, 2) / 255.0
+    for method, f in frames.items():
+        assert f.shape == (5, 3, height, width)
+        assert np.abs(f[[0, -1]] - ends).max() < 1e-4, method
+
+
 def test_report_holds_every_figure_for_both_image_sets(report):
     summary = json.loads((report / "summary.json").read_text())
-    assert set(summary["sets"]) == {"user", "cifar10_test"}
+    assert set(summary["sets"]) == {"user", "cifar10_test"} and summary["sizes"] == ["32x32", "20x12"]
     assert summary["sets"]["user"]["images"] == 8 and summary["sets"]["cifar10_test"]["images"] == 12
+    assert list(summary["sets"]["cifar10_test"]["sizes"]) == ["32x32"]  # CIFAR-10 stays at its own size
     # the figure recorded in the bundled checkpoint, carried into the report
     recorded = read_checkpoint(DEFAULT_MODEL)["test_bits_per_dim"]
     assert recorded < 4.0 and summary["flow"]["test_bits_per_dim"] == pytest.approx(recorded, abs=1e-6)
-    for figures in summary["sets"].values():
+    for name in ("user", "cifar10_test"):
+        figures = summary["sets"][name]["sizes"]["32x32"]
         recon = figures["reconstruction"]
         assert recon["flow_max_abs_error"] < 1e-4 and recon["flow_psnr_db"] > 80
         assert recon["vae_psnr_db"] < 30 and recon["vae_mean_abs_levels"] > 1
         assert set(figures["interpolation_judges"]) == {"flow_lerp", "flow_slerp", "vae_lerp", "crossfade",
                                                         "real_images"}
-        for scores in figures["interpolation_judges"].values():
-            assert set(scores) == {"vae_bits_per_dim", "hf_energy_ratio", "gradient_kurtosis",
-                                   "gradient_kurtosis_ratio"}
-            assert all(np.isfinite(v) for v in scores.values())
+        _judges_are_finite(figures["interpolation_judges"], with_vae=True)
+        assert set(figures["flicker"]["summary"]) == {"flow_slerp", "vae_lerp", "crossfade"}
         assert len(figures["strips"]) == 2 and len(figures["reconstruction_per_image"]["vae_psnr_db"]) == \
-            figures["images"]
+            summary["sets"][name]["images"]
+
+
+def test_at_a_non_square_show_size_the_flow_round_trip_is_exact_and_its_in_betweens_are_judged(report):
+    figures = json.loads((report / "summary.json").read_text())["sets"]["user"]["sizes"]["%dx%d" % SHOW_SIZE]
+    assert (figures["width"], figures["height"]) == SHOW_SIZE and figures["vae"] is False
+    recon = figures["reconstruction"]
+    assert recon["images"] == 8 and recon["flow_max_abs_error"] < 1e-4 and recon["flow_psnr_db"] > 80
+    assert min(figures["reconstruction_per_image"]["flow_psnr_db"]) > 80
+    assert recon["vae_psnr_db"] is None and figures["bits_per_dim"] is None  # the VAE runs at 32x32 only
+    assert set(figures["interpolation_judges"]) == {"flow_lerp", "flow_slerp", "crossfade", "real_images"}
+    _judges_are_finite(figures["interpolation_judges"], with_vae=False)
+    # a double exposure is less detailed than the pictures it mixes, at this size too
+    assert figures["interpolation_judges"]["crossfade"]["hf_energy_ratio"] < 0.9
+    assert figures["pairs"] == 2 and [s["rows"] for s in figures["strips"]] == [["flow_lerp", "flow_slerp",
+                                                                                  "crossfade"]] * 2
+
+
+def test_flicker_sees_the_cross_fade_steady_and_the_flow_path_no_shorter(report):
+    summary = json.loads((report / "summary.json").read_text())
+    images = load_show_images(None, SHOW_SIZE).transpose(0, 3, 1, 2) / 255.0
+    flicker = summary["sets"]["user"]["sizes"]["%dx%d" % SHOW_SIZE]["flicker"]
+    assert flicker["steps"] == FLICKER_STEPS and len(flicker["pairs"]) == 2
+    for pair in flicker["pairs"]:
+        (a, b), fade, flow = pair["pair"], pair["methods"]["crossfade"], pair["methods"]["flow_slerp"]
+        assert set(pair["methods"]) == {"flow_slerp", "crossfade"}  # no VAE at this size
+        # a cross-fade changes every pixel by the same amount each step: |b - a| / steps
+        expected = 255 * np.abs(images[b] - images[a]).mean() / FLICKER_STEPS
+        assert len(fade["steps_levels"]) == FLICKER_STEPS
+        assert np.allclose(fade["steps_levels"], expected, rtol=1e-3)
+        assert abs(fade["max_over_mean"] - 1) < 1e-3
+        steps = np.array(flow["steps_levels"])
+        assert len(steps) == FLICKER_STEPS and np.isfinite(steps).all() and (steps > 0).all()
+        assert flow["max_over_mean"] == pytest.approx(steps.max() / steps.mean(), rel=1e-3)
+        assert 1 <= flow["max_over_mean"] < 10
+        # same endpoints (the round trip is exact), so no path is shorter than the straight fade
+        assert flow["path_length_levels"] >= fade["path_length_levels"] - 0.01
+    totals = flicker["summary"]
+    assert totals["crossfade"]["length_over_crossfade"] == pytest.approx(1.0)
+    assert totals["flow_slerp"]["length_over_crossfade"] > 1.05  # the flow moves through texture, not a fade
 
 
 def test_report_page_shows_every_image_and_the_psnr_figures(report):
     html = (report / "index.html").read_text()
-    shown = set(re.findall(r"src='([^']+\.png)'", html))
-    assert shown == {p.name for p in report.glob("*.png")} and len(shown) == 2 * (1 + 2)
     summary = json.loads((report / "summary.json").read_text())
-    assert f"{summary['sets']['user']['reconstruction']['vae_psnr_db']:.2f}" in html
-    assert "upper bound" in html
+    shown = set(re.findall(r"src='([^']+\.png)'", html))
+    named = {e["reconstruction_png"] for s in summary["sets"].values() for e in s["sizes"].values()} - {None}
+    named |= {strip["png"] for s in summary["sets"].values() for e in s["sizes"].values() for strip in e["strips"]}
+    assert shown == {p.name for p in report.glob("*.png")} == named and len(shown) == 3 + 2 + 3
+    assert f"{summary['sets']['user']['sizes']['32x32']['reconstruction']['vae_psnr_db']:.2f}" in html
+    assert "upper bound" in html and "cannot run at this size" in html and "max / mean" in html
+    fade = summary["sets"]["user"]["sizes"]["%dx%d" % SHOW_SIZE]["flicker"]["summary"]["flow_slerp"]
+    assert f"{fade['max_over_mean']:.2f}" in html
+    assert html.count("<svg") == sum(len(e["flicker"]["pairs"]) for s in summary["sets"].values()
+                                     for e in s["sizes"].values())
     assert [p.name for p in report.parent.iterdir()] == ["report"]  # no temporary folder left behind
 
 
@@ -124,15 +193,26 @@ def test_bad_inputs_give_one_line_errors_and_leave_an_old_report_alone(run_flowv
     assert (report / "summary.json").read_text() == before
 
 
+def test_bad_sizes_give_one_line_errors_naming_sizes(run_flowvj, report):
+    before = (report / "summary.json").read_text()
+    for sizes in ("32x31", "big", "128x72,", "0x0", "128-72", "3x2"):
+        result = run_flowvj("compare", "-o", report, "--sizes", sizes)
+        assert result.returncode == 2, (sizes, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert f"--sizes {sizes}" in result.stderr and "expected WIDTHxHEIGHT" in result.stderr, result.stderr
+    assert (report / "summary.json").read_text() == before
+
+
 def test_a_rerun_replaces_the_report_but_keeps_files_kept_beside_it(run_flowvj, untrained_vae, tmp_path):
     out = tmp_path / "report"
-    args = ("compare", "-o", out, "--vae", untrained_vae, "--pairs", 1, "--frames", 3, "--threads", 1)
+    args = ("compare", "-o", out, "--vae", untrained_vae, "--pairs", 1, "--frames", 3, "--threads", 1,
+            "--sizes", "32x32", "--flicker-steps", 2)
     assert run_flowvj(*args, "--images", *DEMO[:3]).returncode == 0
     (out / "README.md").write_text("licences of the images shown here\n")
-    before = sorted(p.name for p in out.glob("user-strip-*.png"))
+    before = sorted(p.name for p in out.glob("user-*-strip-*.png"))
     result = run_flowvj(*args, "--images", *DEMO[3:5])
     assert result.returncode == 0, result.stderr
     assert (out / "README.md").read_text() == "licences of the images shown here\n"
-    after = sorted(p.name for p in out.glob("user-strip-*.png"))
+    after = sorted(p.name for p in out.glob("user-*-strip-*.png"))
     assert len(after) == 1 and len(before) == 1        # the old run's strips went with the old report
     assert json.loads((out / "summary.json").read_text())["sets"]["user"]["images"] == 2

@@ -5,6 +5,8 @@ so a caller can average over in-between frames or compare with the endpoints. Th
 for what a bad in-between frame does: a pixel cross-fade is a double exposure (two half-contrast
 edge sets, so gradients are less sparse and detail energy drops), and a VAE decoder blurs
 (detail energy drops further). Natural photographs have sparse, heavy-tailed gradients.
+`consecutive_change` judges a sequence instead: how evenly a path between two images moves,
+frame to frame, which is what a live show's motion looks like (a jump reads as flicker).
 """
 
 import numpy as np
@@ -66,3 +68,17 @@ def mean_abs_levels(reference, reconstruction):
     ref = np.asarray(reference, dtype=np.float64)
     rec = np.clip(np.asarray(reconstruction, dtype=np.float64), 0.0, 1.0)
     return 255.0 * np.abs(ref - rec).reshape(len(ref), -1).mean(axis=1)
+
+
+def consecutive_change(frames):
+    """Mean absolute change from each frame to the next in 8-bit levels, (N-1,) for N frames.
+
+    The flicker of a path: a show that walks the path at a steady pace changes the picture by
+    these amounts frame after frame, so a step far above the path's typical one is a visible jump.
+    A pixel cross-fade changes every pixel by the same amount each step (its steps are equal); a
+    latent path need not. Summed over the path it is the path's length in mean-absolute-level
+    terms, which no path between the same two frames can make shorter than the cross-fade's
+    straight line (per-pixel triangle inequality).
+    """
+    f = np.asarray(frames, dtype=np.float64)
+    return 255.0 * np.abs(np.diff(f, axis=0)).reshape(len(f) - 1, -1).mean(axis=1)
