@@ -81,6 +81,14 @@ def _devices(args):
     print(devices_table())
 
 
+def _bench(args):
+    from .bench import bench_command, format_report
+
+    report = bench_command(args.model, args.sizes, device=args.device, threads=args.threads,
+                           precision=args.precision, backend=args.backend, repeats=args.repeats)
+    print(json.dumps(report) if args.json else format_report(report))
+
+
 def _analyze(args):
     from .audio.analyzer import analyze
     from .audio.sources import FileSource
@@ -101,9 +109,13 @@ def _render(args):
 
     _track_from_images(args)
     gen_size = RENDER_GEN_SIZE if args.gen_size == "auto" else args.gen_size
+    engine = args.decode_engine
+    if engine == "auto":
+        engine = "inline" if args.decode_workers == 1 else "local"
     frames = render(args.track or demo_track(), args.output, images=args.images, model_path=args.model, mode=args.mode,
                     size=args.size, fps=args.fps, duration_s=args.duration, start_s=args.start,
-                    seed=args.seed, encoder_preset=args.encoder_preset, gen_size=gen_size)
+                    seed=args.seed, encoder_preset=args.encoder_preset, gen_size=gen_size,
+                    workers=args.decode_workers, engine=engine)
     print(f"wrote {args.output} ({frames} frames)")
 
 
@@ -193,7 +205,8 @@ def _web_outputs(args):
 
     web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode},
                     image_sets=list(_image_sets(args))).start()
-    print(f"open {web.url} in a browser", flush=True)
+    for url in web.urls:  # beyond loopback: the LAN address(es), with the token the server asks for
+        print(f"open {url} in a browser", flush=True)
     return [web]
 
 
@@ -375,6 +388,12 @@ def build_parser():
     r.add_argument("--start", type=float, default=0.0, help="where in the track to start, seconds")
     r.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="superfast", metavar="PRESET",
                    help=f"x264 speed/size trade-off: {', '.join(ENCODER_PRESETS)}")
+    r.add_argument("--decode-workers", type=_positive(int), default=1,
+                   help="processes decoding frames in batches (1: this process)")
+    r.add_argument("--decode-engine", choices=("auto", "inline", "local", "ray"), default="auto",
+                   help="where the decode runs: inline (this process), local (--decode-workers processes "
+                        "here), ray (Ray actors: the cluster at RAY_ADDRESS, else a local one; pip install "
+                        "'flowvj[ray]'); auto = inline for 1 worker, else local")
     r.set_defaults(run=_render)
     for name, helptext in (("play", "play a track and show the visuals in a window"),
                            ("live", "listen to an input device (line-in, mic, a monitor source) "
@@ -411,6 +430,20 @@ def build_parser():
             p.add_argument("--display", type=int, default=0, help="which display, for --fullscreen")
             p.add_argument("--meter", action="store_true", help="start with the meter shown (Tab toggles)")
             p.set_defaults(run=lambda a: _live(a, _window_outputs))
+
+    b = sub.add_parser("bench", help="decode speed per generation size, and the size auto picks at 30 and 60 fps")
+    b.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT, even numbers (default: the auto ladder "
+                                   "64x36 ... 1280x720, stopping after the first size slower than 1 s)")
+    b.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="where decode runs (auto: cuda when torch sees a GPU)")
+    b.add_argument("--threads", type=_positive(int),
+                   help="ONNX Runtime threads (default: 1 below 96x54, else 2)")
+    b.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="int8: CPU, ONNX only")
+    b.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+    b.add_argument("--model", help="flow checkpoint (default: the bundled model)")
+    b.add_argument("--repeats", type=_positive(int), default=10, help="timed decodes per size (at most)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(run=_bench)
     return parser
 
 

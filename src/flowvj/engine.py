@@ -128,15 +128,18 @@ class Show:
             self.analyzer = Analyzer(sample_rate=rate, n_bands=self.analyzer.n_bands)
             self.sample_rate = rate
 
-    def next_frame(self, audio_block, dt_s):
-        """Audio heard since the last frame -> the next uint8 frame (H, W, 3) at the gen size.
+    def next_latent(self, audio_block, dt_s):
+        """Audio heard since the last frame -> the next frame's latent z (float32 (3, H, W)).
 
         Live, a frame can come before any new audio: the last Features then stand.
         """
         if len(audio_block) or self.features is None:
             self.features = self.analyzer.process(audio_block)
-        z = self.navigator.step(self.features, dt_s)
-        return self.generator.decode(z)
+        return self.navigator.step(self.features, dt_s)
+
+    def next_frame(self, audio_block, dt_s):
+        """Audio heard since the last frame -> the next uint8 frame (H, W, 3) at the gen size."""
+        return self.generator.decode(self.next_latent(audio_block, dt_s))
 
 
 def frame_bounds(frame_index, fps, sample_rate):
@@ -182,14 +185,34 @@ def check_gen_memory(gen_size, model, batch=1, flag="--gen-size"):
 RENDER_GEN_SIZE = (128, 72)  # render's default: a 30 s 720p render in about 2x real time here
 
 
+RENDER_BATCH = 8  # latents per decode call: the same in every engine, so frames are too
+
+
+def _latent_batches(show, audio, fps, rate, n_frames, batch=RENDER_BATCH):
+    """The whole track navigated in order (each latent depends on the one before), in batches."""
+    zs = []
+    for i in range(n_frames):
+        a, b = frame_bounds(i, fps, rate)
+        zs.append(show.next_latent(audio[a:b], (b - a) / rate))
+        if len(zs) == batch or i == n_frames - 1:
+            yield np.stack(zs)
+            zs = []
+
+
 def render(track, out, *, images=None, model_path=None, mode="explore", size=(1280, 720), fps=30,
            duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="superfast",
-           gen_size=RENDER_GEN_SIZE, show_progress=True):
+           gen_size=RENDER_GEN_SIZE, workers=1, engine="inline", show_progress=True):
     """Render a music video of `track` to `out` (H.264 + AAC, the track muxed in); returns frames.
 
     The flow draws at `gen_size` ((width, height); None: the model's own 32x32) and each frame
-    is upscaled to `size`.
+    is upscaled to `size`. The track is navigated in this process, in order; the latents are
+    decoded in batches of RENDER_BATCH by `workers` on `engine` (decode_pool.py: inline, local
+    processes or Ray), then upscaled and encoded here in order: the same frames on every engine.
     """
+    from .decode_pool import ENGINES, open_pool
+
+    if engine not in ENGINES:
+        raise UserError(f"--decode-engine {engine}: expected one of {', '.join(ENGINES)}")
     import torch
 
     from .audio.sources import FileSource
@@ -221,13 +244,13 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
     finished = False
     try:
         with VideoWriter(out, size=size, fps=fps, audio=audio, audio_rate=source.rate, crf=crf,
-                         preset=encoder_preset) as video:
-            for i in range(n_frames):
-                a, b = frame_bounds(i, fps, source.rate)
-                frame = show.next_frame(audio[a:b], (b - a) / source.rate)
-                video.write(upscale(frame, size))
+                         preset=encoder_preset) as video, \
+                open_pool(model_path, gen_size, workers, engine, generator=show.generator) as pool:
+            for frames in pool.map(_latent_batches(show, audio, fps, source.rate, n_frames)):
+                for frame in frames:
+                    video.write(upscale(frame, size))
                 if report:
-                    report.update(1, t=f"{b / source.rate:.1f}s")
+                    report.update(len(frames), t=f"{video.duration_s:.1f}s")
         finished = True
     except OSError as error:  # a full disk, a read-only folder: the temporary file is gone
         raise UserError(f"-o {out}: cannot write the video ({error.strerror or error})") from None
@@ -244,8 +267,11 @@ class LiveLoop:
     """The live clock: each tick reads the newest audio (never a queue), makes a frame, shows it.
 
     The audio fed to the analyzer is exactly what was heard since the previous frame, measured on
-    the source's own clock (the device's, for Playback); at most `max_block` samples, so a stall
-    can never build up a backlog. Frames are paced to `fps` on the wall clock.
+    the source's own clock (the device's, for Playback); at most `max_block_s` seconds of it, so
+    a stall can never build up a backlog. That cap is half a second, not one audio block: on a
+    busy machine running at 10 fps each frame spans ~100 ms of audio, and a cap of 4096 samples
+    (93 ms) threw a tenth of it away, which slowed the tempo the tracker heard by a tenth (117
+    BPM for a 128 BPM track). Frames are paced to `fps` on the wall clock.
 
     Live controls all arrive on one ControlBus (control/bus.py), drained once per frame in this
     loop's own thread: the window's keys and the page's controls are posted to it here each
@@ -275,12 +301,12 @@ class LiveLoop:
     LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats", "flux")
     SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
-    def __init__(self, show, source, outputs, fps=60.0, max_block=4096, image_sets=None, bus=None,
+    def __init__(self, show, source, outputs, fps=60.0, max_block_s=0.5, image_sets=None, bus=None,
                  ladder=(), late_window_s=3.0):
         from .control import ControlBus
 
         self.show, self.source, self.outputs = show, source, list(outputs)
-        self.fps, self.max_block = float(fps), int(max_block)
+        self.fps, self.max_block_s = float(fps), float(max_block_s)
         self.image_sets = dict(image_sets or {})
         self.image_set = next(iter(self.image_sets), None)
         self.bus = bus or ControlBus()
@@ -464,6 +490,7 @@ class LiveLoop:
     def run(self, duration_s=None):
         """Until quit, the track's end, or duration_s; returns the frame-time and latency stats."""
         rate = self.source.rate
+        self.max_block = max(1, round(self.max_block_s * rate))
         self.show.use_sample_rate(rate)
         self.running = True
         last_audio_s, last_tick = self.source.read_latest(1)[1], time.perf_counter()
