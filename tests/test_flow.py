@@ -10,7 +10,7 @@ import torch
 from flowvj.data import load_image_folder
 from flowvj.errors import UserError
 from flowvj.flow import FlowConfig, RealNVP, load_model, save_checkpoint
-from flowvj.flow.fast import OnnxInverse, fuse_for_inference
+from flowvj.flow.fast import OnnxInverse, _edge_convs, export_inverse_onnx, fuse_for_inference, inverse_onnx
 from flowvj.flow.realnvp import (
     AffineCoupling, channel_mask, checkerboard_mask, squeeze2x2, unsqueeze2x2,
 )
@@ -229,3 +229,51 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(path, model, preset="tiny", dataset="x", epoch=object(), step=11)
     assert path.read_bytes() == good
+
+
+# ---- the fast paths at any generation size (Generator sizes, issue #12) -------------------------
+
+
+def _bn_state(model):
+    return {name: b.clone() for name, b in model.named_buffers() if "running" in name}
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 3, 36, 64), (3, 3, 40, 24)])
+def test_one_onnx_export_serves_any_batch_and_even_size(shape):
+    model = perturbed(RealNVP.from_preset("tiny"))
+    z = torch.randn(*shape) * 0.8
+    with torch.no_grad():
+        reference = model.inverse(z)
+    assert np.abs(OnnxInverse(model)(z.numpy()) - reference.numpy()).max() < 1e-5
+
+
+def test_export_leaves_the_folded_copy_in_eval_mode_and_batch_norm_statistics_unchanged():
+    model = perturbed(RealNVP.from_preset("tiny"))
+    before = _bn_state(model)
+    fused = fuse_for_inference(model)
+    folded_before = _bn_state(fused)
+    export_inverse_onnx(fused)
+    assert not any(m.training for m in fused.modules())
+    with torch.no_grad():  # eager calls after the export, as the torch backend makes them
+        for _ in range(3):
+            fused.inverse(torch.randn(4, 3, 36, 64))
+            model.inverse(torch.randn(4, 3, 36, 64))
+    for name, value in _bn_state(fused).items():
+        assert torch.equal(value, folded_before[name]), name
+    for name, value in _bn_state(model).items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_export_is_cached_until_the_weights_change():
+    model = perturbed(RealNVP.from_preset("tiny"))
+    first = inverse_onnx(model)
+    assert inverse_onnx(model) is first
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.01)
+    assert inverse_onnx(model) != first
+
+
+def test_int8_keeps_each_st_nets_first_and_last_conv_in_float():
+    model = RealNVP.from_preset("tiny")
+    couplings = sum(isinstance(m, AffineCoupling) for m in model.modules())
+    assert len(_edge_convs(inverse_onnx(model))) == 2 * couplings

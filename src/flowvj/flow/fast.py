@@ -1,15 +1,29 @@
-"""Fast batch-1 inference: the same map with its training-time scaffolding folded away.
+"""Fast inference: the same map with its training-time scaffolding folded away.
 
 At batch 1 eager PyTorch is overhead-bound, not compute-bound: every small op costs tens of
 microseconds. Weight norm (recomputed on every call) is baked into plain weights, and each batch
 norm that follows a convolution is folded into it. ONNX Runtime then runs the folded inverse
 close to the CPU's peak. Both paths give the same frames as the plain model (tests hold them to
 float32 rounding).
+
+The ONNX graph has dynamic batch, height and width: the flow is fully convolutional and its masks
+come from the input's shape, so one export serves every generation size. A graph exported at a
+fixed size decoded only ~1.5 % faster (paired, interleaved calls at 64x36 and 128x72 on the dev
+machine), while one export per model means a second Generator at another size costs only a
+session (~0.1-0.4 s), not another trace (1-3 s idle, up to 10 s on a busy machine).
+Exports are cached per model and invalidated when any of its parameters or buffers change.
+
+`quantize_inverse` makes an int8 copy (static QDQ, convolutions only) for the `int8` precision.
 """
 
 import io
+import os
+import tempfile
+import threading
 import warnings
+import weakref
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -17,9 +31,15 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .realnvp import ResidualBlock
 
+EXPORT_SIDE = 8  # side of the example input traced for the export: small, so tracing is quick
+PRECISIONS = ("fp32", "int8")
+
+_cache = weakref.WeakKeyDictionary()  # model -> {key: (fingerprint, bytes)}
+_cache_lock = threading.Lock()  # one export at a time: the tracer is not meant to run in parallel
+
 
 def fuse_for_inference(model):
-    """A deep copy in eval mode with weight norm removed and conv -> BN pairs folded."""
+    """A copy in eval mode with weight norm removed and conv -> BN pairs folded."""
     # A fresh instance, not deepcopy: parametrized modules share a dynamically made class, and
     # removing weight norm from a deep copy would strip it from the original too.
     fused = type(model)(model.config)
@@ -49,31 +69,132 @@ class _Inverse(nn.Module):
         return self.model.inverse(z)
 
 
-def export_inverse_onnx(model, batch=1):
-    """ONNX bytes of the folded inverse for a fixed batch size."""
-    fused = fuse_for_inference(model)
-    z = torch.zeros(batch, *fused.shape)
+def export_inverse_onnx(fused):
+    """ONNX bytes of a folded model's inverse, batch, height and width dynamic.
+
+    The wrapper is put in eval mode before the export: torch.onnx.export restores the mode the
+    top module had, recursively, and a fresh wrapper is in training mode, so the folded model
+    would come back in training mode and its next eager call would overwrite its batch-norm
+    statistics (tests check that it does not).
+    """
+    wrapper = _Inverse(fused).eval()
+    z = torch.zeros(1, fused.config.in_channels, EXPORT_SIDE, EXPORT_SIDE)
+    axes = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact here
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Inverse(fused), (z,), buf, input_names=["z"], output_names=["x"],
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(wrapper, (z,), buf, input_names=["z"], output_names=["x"], opset_version=17,
+                          dynamic_axes={"z": axes, "x": axes}, dynamo=False)
     return buf.getvalue()
 
 
-class OnnxInverse:
-    """z -> x through ONNX Runtime on a fixed number of threads (one for per-frame decode)."""
+def _fingerprint(model):
+    """Changes whenever a parameter or buffer of the model is changed in place (training, loading)."""
+    return tuple(t._version for t in (*model.parameters(), *model.buffers()))
 
-    def __init__(self, model, threads=1, batch=1):
+
+def cached(model, key, make):
+    """make() once per model and key, again only after the model's weights have changed."""
+    with _cache_lock:
+        entries = _cache.setdefault(model, {})
+        fingerprint = _fingerprint(model)
+        if key not in entries or entries[key][0] != fingerprint:
+            entries[key] = (fingerprint, make())
+        return entries[key][1]
+
+
+def inverse_onnx(model):
+    """The fp32 ONNX inverse of a model, exported once per model (cached)."""
+    return cached(model, "fp32", lambda: export_inverse_onnx(fuse_for_inference(model)))
+
+
+class _Latents:
+    """onnxruntime's calibration reader: one latent (1, C, H, W) per call, then None."""
+
+    def __init__(self, latents):
+        self._it = iter(np.asarray(latents, dtype=np.float32))
+
+    def get_next(self):
+        z = next(self._it, None)
+        return None if z is None else {"z": z[None]}
+
+
+def _edge_convs(onnx_bytes):
+    """Names of each s/t net's first and last convolution (the ones kept in float32)."""
+    import onnx
+
+    graph = onnx.load_from_string(onnx_bytes).graph
+    return [n.name for n in graph.node if n.op_type == "Conv"
+            and ("/net/in_conv" in n.name or "/net/out_conv" in n.name)]
+
+
+def quantize_inverse(onnx_bytes, calibration_latents):
+    """int8 QDQ copy of an fp32 inverse, calibrated on the given latents (N, C, H, W).
+
+    What is quantised was chosen by PSNR against fp32 (lite, 128x72, demo-image latents and
+    their midpoints; benchmarks/gen_size.py has the figures):
+    - only the residual blocks' and skips' convolutions (all but ~4 % of the FLOPs). Each s/t
+      net's first conv (it sees the masked image) and last conv (it makes s and t, which go
+      through exp(-s) into every pixel) stay float32, as does all elementwise coupling
+      arithmetic: quantising them cost 6-7 dB;
+    - weights per output channel, 7-bit (reduce_range): on AVX2 CPUs without VNNI the u8 x s8
+      kernels saturate their 16-bit sums, which alone cost 11 dB (22 dB instead of 34);
+    - activations per tensor (uint8, asymmetric) from their min/max over the calibration set;
+      percentile calibration was no better.
+    """
+    import logging
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = os.path.join(folder, "fp32.onnx"), os.path.join(folder, "int8.onnx")
+        with open(source, "wb") as f:
+            f.write(onnx_bytes)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing": measured, not needed
+        try:
+            quantize_static(source, target, _Latents(calibration_latents), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["Conv"], nodes_to_exclude=_edge_convs(onnx_bytes),
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            logging.getLogger().setLevel(quiet)
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def onnx_providers(device):
+    """ONNX Runtime providers for a device, or None when this onnxruntime cannot run there."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return None
+
+
+class OnnxInverse:
+    """z -> x through ONNX Runtime, any batch and even size, on a fixed number of threads.
+
+    model: a RealNVP, or the bytes of an exported inverse (fp32 or int8).
+    threads: intra-op threads (one for per-frame decode at small sizes, see generator.py).
+    """
+
+    def __init__(self, model, threads=1, device="cpu"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(export_inverse_onnx(model, batch), options,
-                                            providers=["CPUExecutionProvider"])
+        onnx_bytes = model if isinstance(model, bytes) else inverse_onnx(model)
+        providers = onnx_providers(device)
+        if providers is None:
+            providers = ", ".join(ort.get_available_providers())
+            raise ValueError(f"this onnxruntime has no CUDA provider (it has {providers})")
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=providers)
 
     def __call__(self, z):
         """z: float32 numpy array (batch, C, H, W) -> x as numpy, same shape."""
-        return self.session.run(["x"], {"z": z})[0]
+        return self.session.run(["x"], {"z": np.ascontiguousarray(z, dtype=np.float32)})[0]
