@@ -72,7 +72,8 @@ class StubShow(Show):
     def __init__(self, navigator, feature_args):
         self.navigator, self.features, self.sample_rate = navigator, None, 44100
         self.analyzer = type("A", (), {"process": staticmethod(lambda block: features(10.0, DT, **feature_args))})()
-        self.generator = type("G", (), {"decode": staticmethod(lambda z: z), "bad_frames": 0})()
+        self.generator = type("G", (), {"decode": staticmethod(lambda z: z), "bad_frames": 0,
+                                        "shape": (3, 4, 4)})()
 
 
 def travelled(speed=1.0, sensitivity=1.0, seconds=2.0):

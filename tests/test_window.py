@@ -155,3 +155,46 @@ def test_no_display_at_all_is_a_user_error_pointing_to_render_and_serve(monkeypa
     with pytest.raises(UserError, match=r"^no display.*flowvj render.*flowvj serve") as raised:
         Window()
     assert "\n" not in str(raised.value)
+
+
+def test_a_new_notice_is_drawn_as_a_caption_and_c_turns_captions_off(window):
+    import pygame
+
+    frame = np.zeros((18, 32, 3), np.uint8)
+    window.show(frame, meter={"notice": "", "notice_id": 0})
+    assert pixels(window).max() == 0
+    window.show(frame, meter={"notice": "mode: magellan", "notice_id": 1})
+    caption = pixels(window)[540:720].max(axis=2) > 200          # white text, low in the picture
+    assert caption.sum() > 200 and pixels(window)[:360].max() == 0
+    window.poll()
+    post_key(pygame.K_c)
+    assert window.poll() == ["toggle_captions"] and not window.captions
+    window.show(frame, meter={"notice": "mode: explore", "notice_id": 2})
+    assert pixels(window).max() == 0
+
+
+def test_fullscreen_hides_the_mouse_cursor(headless):
+    import pygame
+
+    from flowvj.outputs.window import Window
+
+    with Window(size=(640, 360), vsync=False) as win:
+        assert pygame.mouse.get_visible()
+        win.toggle_fullscreen()
+        assert not pygame.mouse.get_visible()
+        win.toggle_fullscreen()
+        assert pygame.mouse.get_visible()
+
+
+def test_the_meter_shows_dashes_until_the_tempo_locks(window):
+    shown = []
+    original = window._text_texture
+
+    def record(text):
+        shown.append(text)
+        return original(text)
+
+    window._text_texture = record
+    window.show_meter = True
+    window.show(np.zeros((18, 32, 3), np.uint8), meter={"tempo_bpm": None, "gen_size": "64x36", "mode": "explore"})
+    assert any(text.startswith("-- BPM") for text in shown) and "drawn at 64x36" in shown

@@ -261,6 +261,7 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
 
 
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
+BLACKOUT_FADE_S = 0.5  # blackout fades to black (and back) over this long
 
 
 class LiveLoop:
@@ -288,6 +289,9 @@ class LiveLoop:
       image_set: a name from `image_sets` (name -> list of image paths, None for the bundled
           demo images): the images are loaded and encoded in a background thread, so the frames
           go on meanwhile, then Navigator.set_images cross-fades to them.
+      brightness (0..1): a gain on the picture the audience sees; blackout (1/0, or
+          toggle_blackout): fade to black over BLACKOUT_FADE_S and back; freeze (1/0, or
+          toggle_freeze): hold the picture (the music is still heard, the tempo still followed).
     Anything else (an unknown name or set) is logged and ignored; the window's own
     toggle_meter / toggle_fullscreen / toggle_captions are left to the window.
 
@@ -312,7 +316,7 @@ class LiveLoop:
         self.bus = bus or ControlBus()
         self._arrived_images = None     # (name, latents, images) from the loading thread, or None
         self._arrived_size = None       # (Generator, latents, images) from a step-down, or None
-        self._resizing = False
+        self._resizing, self._late_since = False, None
         self.ladder = [tuple(size) for size in ladder]
         self.late_window_s = float(late_window_s)
         self.step_downs = []            # (time_s, from "WxH", to "WxH")
@@ -320,6 +324,9 @@ class LiveLoop:
         self.audio_samples = 0          # heard and analysed, all blocks together
         self.running = False
         self.speed, self.sensitivity, self.temperature = 1.0, 1.0, None
+        self.brightness, self.blackout, self.frozen = 1.0, False, False
+        self._black = 0.0               # the blackout fade: 0 = picture, 1 = black
+        self._last_frame = None         # the last frame drawn (before brightness), held by freeze
         self.notice, self.notice_id, self._notice_until = "", 0, 0.0
         self._heard = None      # the analyzer's Features before the sensitivity gain
 
@@ -328,7 +335,8 @@ class LiveLoop:
     def controls(self):
         """The live controls' current values, as the page shows them."""
         values = {"mode": self.show.navigator.mode_name, "speed": self.speed,
-                  "sensitivity": self.sensitivity}
+                  "sensitivity": self.sensitivity, "brightness": self.brightness,
+                  "blackout": int(self.blackout), "freeze": int(self.frozen)}
         if self.temperature:
             values["temperature"] = self.temperature
         if self.image_set is not None:
@@ -359,6 +367,15 @@ class LiveLoop:
             if action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
                 setattr(self, action, float(value))
                 return f"{action}: {float(value):.2f}x"
+            if action == "brightness" and 0.0 <= float(value) <= 1.0:
+                self.brightness = float(value)
+                return f"brightness: {self.brightness:.2f}"
+            if action in ("blackout", "toggle_blackout"):
+                self.blackout = (not self.blackout) if action == "toggle_blackout" else bool(int(value))
+                return "blackout" if self.blackout else "blackout off"
+            if action in ("freeze", "toggle_freeze"):
+                self.frozen = (not self.frozen) if action == "toggle_freeze" else bool(int(value))
+                return "freeze" if self.frozen else "freeze off"
             if action == "image_set" and value in self.image_sets:
                 threading.Thread(target=self._load_image_set, args=(value,), daemon=True).start()
                 return f"image set: {value} (loading)"
@@ -422,17 +439,20 @@ class LiveLoop:
     # -- generation size ------------------------------------------------------------------------
 
     def _maybe_step_down(self, now):
-        """Start building the next smaller size once the frames have run late for a while."""
-        window = max(3, round(self.late_window_s * self.fps))
-        if self._resizing or len(self.work_ms) < window:
+        """Start building the next smaller size once the frames have run late (the median work
+        of the last 15 frames over the frame budget) for late_window_s without a break."""
+        if self._resizing or len(self.work_ms) < 15:
             return
-        smaller = [size for size in self.ladder if size[0] * size[1] < self.show.gen_size[0] * self.show.gen_size[1]]
-        if not smaller:
+        if statistics.median(self.work_ms[-15:]) <= 1000.0 / self.fps:
+            self._late_since = None
             return
-        if statistics.median(self.work_ms[-window:]) <= 1000.0 / self.fps:
-            return
-        self._resizing = True
-        threading.Thread(target=self._build_size, args=(smaller[-1],), daemon=True).start()
+        if self._late_since is None:
+            self._late_since = now
+        area = self.show.gen_size[0] * self.show.gen_size[1]
+        smaller = [size for size in self.ladder if size[0] * size[1] < area]
+        if smaller and now - self._late_since >= self.late_window_s:
+            self._resizing, self._late_since = True, None
+            threading.Thread(target=self._build_size, args=(smaller[-1],), daemon=True).start()
 
     def _build_size(self, size):
         from .generator import Generator
@@ -474,7 +494,18 @@ class LiveLoop:
         gain = self.sensitivity
         show.features = self._heard if gain == 1.0 else dataclasses.replace(
             self._heard, **{name: getattr(self._heard, name) * gain for name in self.LEVELS})
-        return show.next_frame(block[:0], dt_s * self.speed)
+        if not (self.frozen and self._last_frame is not None):
+            self._last_frame = show.next_frame(block[:0], dt_s * self.speed)
+        return self._shaded(self._last_frame, dt_s)
+
+    def _shaded(self, frame, dt_s):
+        """The frame as the audience sees it: brightness and the blackout fade applied."""
+        step = dt_s / BLACKOUT_FADE_S
+        self._black = min(1.0, self._black + step) if self.blackout else max(0.0, self._black - step)
+        gain = self.brightness * (1.0 - self._black)
+        if gain >= 1.0:
+            return frame
+        return (frame.astype(np.float32) * gain + 0.5).astype(np.uint8)
 
     def _meters(self):
         f = self.show.features
@@ -485,6 +516,8 @@ class LiveLoop:
                 "tempo_bpm": f.tempo_bpm if f.tempo_bpm > 0 else None,
                 "rms": f.rms_smooth, "bands": [float(b) for b in f.band_smooth],
                 "gen_size": size_text(self.show.gen_size), "mode": self.show.navigator.mode_name,
+                "beat": bool(f.beat), "image_set": self.image_set, "brightness": self.brightness,
+                "blackout": self.blackout, "frozen": self.frozen,
                 "notice": self.notice if shown else "", "notice_id": self.notice_id}
 
     def run(self, duration_s=None):

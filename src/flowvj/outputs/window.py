@@ -13,8 +13,9 @@ the CPU never touches a full-size image. `fit="fill"` (default) covers the whole
 what overhangs, as a VJ would; `fit="letterbox"` shows the whole frame with black bars.
 
 Keys -> actions (see `poll`): Esc, q, closing the window: quit; m: next_mode; n, space:
-next_image; Tab, F1: toggle_meter; f: toggle_fullscreen; c: toggle_captions. The window applies
-the last three itself (they are its own state) and still reports them; the engine maps the others.
+next_image; b: toggle_blackout; p: toggle_freeze; Tab, F1: toggle_meter; f: toggle_fullscreen;
+c: toggle_captions. The window applies the last three itself (they are its own state) and still
+reports them; the engine maps the others.
 
 Captions: when the meters carry a new `notice` (a control just changed: "mode: magellan"), its
 text is drawn centred near the bottom and fades out over NOTICE_FADE_S; `c` turns captions off
@@ -52,6 +53,8 @@ class Action(str, Enum):
     TOGGLE_METER = "toggle_meter"
     TOGGLE_FULLSCREEN = "toggle_fullscreen"
     TOGGLE_CAPTIONS = "toggle_captions"
+    TOGGLE_BLACKOUT = "toggle_blackout"
+    TOGGLE_FREEZE = "toggle_freeze"
 
 
 def fit_rect(frame_size, output_size, fit="fill"):
@@ -76,6 +79,7 @@ def _key_actions(pygame):
         pygame.K_TAB: Action.TOGGLE_METER, pygame.K_F1: Action.TOGGLE_METER,
         pygame.K_f: Action.TOGGLE_FULLSCREEN,
         pygame.K_c: Action.TOGGLE_CAPTIONS,
+        pygame.K_b: Action.TOGGLE_BLACKOUT, pygame.K_p: Action.TOGGLE_FREEZE,
     }
 
 
