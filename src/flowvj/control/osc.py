@@ -229,6 +229,13 @@ def _bind_error(host, port, error):
 
 # -- out ---------------------------------------------------------------------------------------
 
+def _next_time(next_s, now, period_s):
+    """When a message sent every period_s is next due: on a grid of the period, so at most one a
+    period however the frames fall; restarted from now after a stall (or the first send), so a
+    stall never brings a burst."""
+    return next_s + period_s if now - next_s < period_s else now + period_s
+
+
 class OscTelemetry:
     """An output that sends the show's telemetry as OSC to host:port (see TELEMETRY): from the
     meters of each `show(frame, meters)`, on a non-blocking UDP socket. Nothing it does can
@@ -271,11 +278,10 @@ class OscTelemetry:
         if now >= self._levels_next:
             levels = [float(meters.get("rms") or 0.0), *map(float, meters.get("bands") or ())]
             self._send("/flowvj/levels", *(("f", level) for level in levels))
-            # On a grid of the period, so ~30 a second however the frames fall; never a burst after a stall.
-            self._levels_next = max(self._levels_next + self.levels_period_s, now)
+            self._levels_next = _next_time(self._levels_next, now, self.levels_period_s)
         if now >= self._fps_next:
             self._send("/flowvj/fps", ("f", float(meters.get("fps") or 0.0)))
-            self._fps_next = max(self._fps_next + 1.0, now)
+            self._fps_next = _next_time(self._fps_next, now, 1.0)
         state = tuple(str(meters.get(key) or "") for key in ("mode", "scene", "image_set"))
         if state != self._state:
             self._send("/flowvj/state", *(("s", text) for text in state))
