@@ -295,6 +295,20 @@ class LiveLoop:
     Anything else (an unknown name or set) is logged and ignored; the window's own
     toggle_meter / toggle_fullscreen / toggle_captions are left to the window.
 
+    Outputs and listeners: each object in `outputs` may have any of
+      show(frame, meters)           the frame the audience sees and the meters, every frame;
+      poll() / pending_controls()   controls to post on the bus (window keys, the page);
+      hear(samples, audio_time_s)   the audio analysed this frame (a recorder muxes it in);
+      control_applied(name, value, caption)   after each control the loop applied (MIDI learn
+                                    arms on it; telemetry reports state from it);
+      update_controls(values)       the controls' values after any change (the page shows them).
+
+    Tempo from the DJ: `clock` (optional: Ableton Link, MIDI clock) has `state(now_s)` returning
+    None while absent, else (tempo_bpm, beat_position): then its tempo and beats replace the
+    audio tracker's in the Features (the beat fires when the position crosses a whole beat), and
+    with `quantum` (beats per bar) changes of mode, image set and scene wait for the next bar
+    line, so they land on the one.
+
     Stepping down: with `ladder` (generation sizes, smallest first, the current one among
     them), when the frames have run late (median frame work above the budget) for
     `late_window_s`, the next smaller size is built in a background thread (a new Generator,
@@ -306,7 +320,7 @@ class LiveLoop:
     SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
     def __init__(self, show, source, outputs, fps=60.0, max_block_s=0.5, image_sets=None, bus=None,
-                 ladder=(), late_window_s=3.0):
+                 ladder=(), late_window_s=3.0, clock=None, quantum=None, scenes=None):
         from .control import ControlBus
 
         self.show, self.source, self.outputs = show, source, list(outputs)
@@ -328,7 +342,13 @@ class LiveLoop:
         self._black = 0.0               # the blackout fade: 0 = picture, 1 = black
         self._last_frame = None         # the last frame drawn (before brightness), held by freeze
         self.notice, self.notice_id, self._notice_until = "", 0, 0.0
+        self._bar_line = False
         self._heard = None      # the analyzer's Features before the sensitivity gain
+        self.clock, self.quantum = clock, (float(quantum) if quantum else None)
+        self.scenes = dict(scenes or {})
+        self.scene = None
+        self._deferred = []             # (name, value, source) waiting for the next bar line
+        self._clock_beat = None         # the clock's beat position at the last frame
 
     # -- controls -------------------------------------------------------------------------------
 
@@ -395,16 +415,31 @@ class LiveLoop:
             if update is not None:
                 update(self.controls())
 
-    def _drain_controls(self):
+    QUANTISED = ("mode", "next_mode", "image_set", "scene")
+
+    def _drain_controls(self, bar_line=False):
+        """Post the outputs' controls on the bus, then apply everything on it; with a clock and a
+        quantum, bar-quantised changes wait in _deferred for the next bar line."""
         for output in self.outputs:
             for action in getattr(output, "poll", lambda: [])():
                 self.bus.post(str(action.value if hasattr(action, "value") else action), source="key")
             for name, value in getattr(output, "pending_controls", lambda: [])():
                 self.bus.post(name, value, source="page")
-        for event in self.bus.drain():
-            caption = self._apply(event.name, event.value, event.source)
+        events = [(e.name, e.value, e.source) for e in self.bus.drain()]
+        if bar_line:
+            events, self._deferred = self._deferred + events, []
+        quantise = self.quantum is not None and self._clock_beat is not None
+        for name, value, source in events:
+            if quantise and not bar_line and name in self.QUANTISED:
+                self._deferred.append((name, value, source))
+                continue
+            caption = self._apply(name, value, source)
             if caption:
                 self.announce(caption)
+                for output in self.outputs:
+                    applied = getattr(output, "control_applied", None)
+                    if applied is not None:
+                        applied(name, value, caption)
 
     def _load_image_set(self, name):
         try:
@@ -481,6 +516,23 @@ class LiveLoop:
 
     # -- the loop -------------------------------------------------------------------------------
 
+    def _clocked(self, features, now_s):
+        """Features with the DJ's clock in charge of tempo and beats (see the class docstring);
+        returns (features, whether a bar line passed this frame)."""
+        state = self.clock.state(now_s) if self.clock is not None else None
+        if state is None:
+            self._clock_beat = None
+            return features, False
+        tempo_bpm, position = state
+        previous, self._clock_beat = self._clock_beat, position
+        beat = previous is not None and math.floor(position) > math.floor(previous)
+        bar = (previous is not None and self.quantum is not None
+               and math.floor(position / self.quantum) > math.floor(previous / self.quantum))
+        changes = {"tempo_bpm": float(tempo_bpm), "beat": beat, "beat_phase": position % 1.0}
+        if hasattr(features, "beat_event"):
+            changes["beat_event"] = beat
+        return dataclasses.replace(features, **changes), bar
+
     def _next_frame(self, block, dt_s):
         """Show.next_frame with the live controls: the navigator sees the Features with the
         sensitivity gain (set as show.features, which next_frame keeps when given no new audio)
@@ -491,6 +543,7 @@ class LiveLoop:
         if len(block) or self._heard is None:
             self._heard = show.analyzer.process(block)
             self.audio_samples += len(block)
+        self._heard, self._bar_line = self._clocked(self._heard, time.perf_counter())
         gain = self.sensitivity
         show.features = self._heard if gain == 1.0 else dataclasses.replace(
             self._heard, **{name: getattr(self._heard, name) * gain for name in self.LEVELS})
@@ -516,7 +569,8 @@ class LiveLoop:
                 "tempo_bpm": f.tempo_bpm if f.tempo_bpm > 0 else None,
                 "rms": f.rms_smooth, "bands": [float(b) for b in f.band_smooth],
                 "gen_size": size_text(self.show.gen_size), "mode": self.show.navigator.mode_name,
-                "beat": bool(f.beat), "image_set": self.image_set, "brightness": self.brightness,
+                "beat": bool(getattr(f, "beat_event", f.beat)), "image_set": self.image_set,
+                "scene": self.scene, "brightness": self.brightness,
                 "blackout": self.blackout, "frozen": self.frozen,
                 "notice": self.notice if shown else "", "notice_id": self.notice_id}
 
@@ -534,11 +588,15 @@ class LiveLoop:
             t_read = time.perf_counter()
             n = min(self.max_block, max(0, round((audio_s - last_audio_s) * rate)))
             last_audio_s = audio_s
-            frame = self._next_frame(samples[len(samples) - n:], t_read - last_tick)
+            block = samples[len(samples) - n:]
+            frame = self._next_frame(block, t_read - last_tick)
             meters = self._meters()
             for output in self.outputs:
-                output.show(frame, meters)
-            self._drain_controls()
+                if hasattr(output, "hear"):
+                    output.hear(block, audio_s)
+                if hasattr(output, "show"):
+                    output.show(frame, meters)
+            self._drain_controls(bar_line=self._bar_line)
             now = time.perf_counter()
             self.work_ms.append((now - t_read) * 1000.0)
             self.frame_ms.append((now - last_tick) * 1000.0)
