@@ -32,19 +32,19 @@ ENGINES = ("inline", "local", "ray")
 _worker = None   # the Generator of a pool process (set by _init_worker)
 
 
-def _make_generator(model_path, gen_size):
+def _make_generator(model_path, gen_size, options):
     import torch
 
     from .flow import load_model
     from .generator import Generator
 
     torch.set_num_threads(1)
-    return Generator(load_model(model_path), size=gen_size, threads=1)
+    return Generator(load_model(model_path), size=gen_size, threads=1, **options)
 
 
-def _init_worker(model_path, gen_size):
+def _init_worker(model_path, gen_size, options):
     global _worker
-    _worker = _make_generator(model_path, gen_size)
+    _worker = _make_generator(model_path, gen_size, options)
 
 
 def _decode_counting(generator, zs):
@@ -59,8 +59,8 @@ def _decode_in_worker(zs):
 
 
 class _Inline:
-    def __init__(self, model_path, gen_size, generator=None):
-        self.generator = generator or _make_generator(model_path, gen_size)
+    def __init__(self, model_path, gen_size, generator=None, options=None):
+        self.generator = generator or _make_generator(model_path, gen_size, options or {})
 
     def submit(self, zs):
         return self.generator.decode_batch(zs)
@@ -78,12 +78,12 @@ class _Inline:
 
 
 class _Local:
-    def __init__(self, model_path, gen_size, workers):
+    def __init__(self, model_path, gen_size, workers, options):
         import multiprocessing
 
         # spawn: a forked torch/ONNX Runtime process can deadlock on the parent's thread pools
         self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(model_path, gen_size))
+                                            initializer=_init_worker, initargs=(model_path, gen_size, options))
         self.bad_frames = 0
 
     def submit(self, zs):
@@ -99,7 +99,7 @@ class _Local:
 
 
 class _Ray:
-    def __init__(self, model_path, gen_size, workers):
+    def __init__(self, model_path, gen_size, workers, options):
         try:
             import ray
         except ImportError:
@@ -113,13 +113,13 @@ class _Ray:
 
         @ray.remote(num_cpus=1)
         class Decoder:
-            def __init__(self, model_path, gen_size):
-                self.generator = _make_generator(model_path, gen_size)
+            def __init__(self, model_path, gen_size, options):
+                self.generator = _make_generator(model_path, gen_size, options)
 
             def decode(self, zs):
                 return _decode_counting(self.generator, zs)
 
-        self.actors = [Decoder.remote(model_path, gen_size) for _ in range(workers)]
+        self.actors = [Decoder.remote(model_path, gen_size, options) for _ in range(workers)]
         self._next, self.bad_frames = 0, 0
 
     def submit(self, zs):
@@ -166,12 +166,14 @@ class DecodePool:
         self.backend.close()
 
 
-def open_pool(model_path, gen_size, workers=1, engine="inline", generator=None):
-    """A DecodePool of `workers` on `engine` (see the module docstring)."""
+def open_pool(model_path, gen_size, workers=1, engine="inline", generator=None, **options):
+    """A DecodePool of `workers` on `engine` (see the module docstring); `options` (precision,
+    device) go to each worker's Generator."""
     if engine not in ENGINES:
         raise UserError(f"--decode-engine {engine}: expected one of {', '.join(ENGINES)}")
     if engine == "inline":
-        return DecodePool(_Inline(model_path, gen_size, generator), 1)
+        return DecodePool(_Inline(model_path, gen_size, generator, options), 1)
     workers = max(1, int(workers))
-    backend = _Local(model_path, gen_size, workers) if engine == "local" else _Ray(model_path, gen_size, workers)
+    kind = _Local if engine == "local" else _Ray
+    backend = kind(model_path, gen_size, workers, options)
     return DecodePool(backend, 2 * workers)

@@ -99,13 +99,14 @@ class Show:
     """
 
     def __init__(self, model, images, mode="explore", seed=0, sample_rate=44100, backend="onnx",
-                 interpolation="slerp", gen_size=None, generator=None):
+                 interpolation="slerp", gen_size=None, generator=None, precision="fp32", device="cpu"):
         from .audio.analyzer import Analyzer
         from .generator import Generator
         from .navigate import Navigator
 
-        self.model = model
-        self.generator = generator or Generator(model, size=gen_size, backend=backend)
+        self.model, self.precision, self.device = model, precision, device
+        self.generator = generator or Generator(model, size=gen_size, backend=backend, precision=precision,
+                                                device=device)
         self.images = np.asarray(images)
         self.image_latents = self.generator.encode(self.images)
         # weighted mode reads one spectrum section per image
@@ -201,7 +202,8 @@ def _latent_batches(show, audio, fps, rate, n_frames, batch=RENDER_BATCH):
 
 def render(track, out, *, images=None, model_path=None, mode="explore", size=(1280, 720), fps=30,
            duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="superfast",
-           gen_size=RENDER_GEN_SIZE, workers=1, engine="inline", show_progress=True):
+           gen_size=RENDER_GEN_SIZE, workers=1, engine="inline", precision="fp32", device="cpu",
+           show_progress=True):
     """Render a music video of `track` to `out` (H.264 + AAC, the track muxed in); returns frames.
 
     The flow draws at `gen_size` ((width, height); None: the model's own 32x32) and each frame
@@ -238,14 +240,18 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
     model = load_model(model_path)
     gen_size = tuple(gen_size) if gen_size else (model.config.image_size,) * 2
     check_gen_memory(gen_size, model)
+    from .generator import resolve_device
+
+    device = resolve_device(device)
     show = Show(model, load_show_images(images, gen_size), mode=mode, seed=seed,
-                sample_rate=source.rate, gen_size=gen_size)
+                sample_rate=source.rate, gen_size=gen_size, precision=precision, device=device)
     report = ProgressReport("render", n_frames, unit="frame") if show_progress else None
     finished = False
     try:
         with VideoWriter(out, size=size, fps=fps, audio=audio, audio_rate=source.rate, crf=crf,
                          preset=encoder_preset) as video, \
-                open_pool(model_path, gen_size, workers, engine, generator=show.generator) as pool:
+                open_pool(model_path, gen_size, workers, engine, generator=show.generator,
+                          precision=precision, device=device) as pool:
             for frames in pool.map(_latent_batches(show, audio, fps, source.rate, n_frames)):
                 for frame in frames:
                     video.write(upscale(frame, size))
@@ -493,7 +499,8 @@ class LiveLoop:
         from .generator import Generator
 
         try:
-            generator = Generator(self.show.model, size=size)
+            generator = Generator(self.show.model, size=size, precision=self.show.precision,
+                                  device=self.show.device)
             images = resize_images(self.show.images, size)
             self._arrived_size = (generator, generator.encode(images), images)
         except Exception:  # noqa: BLE001 - a failed step-down must not stop the show
@@ -628,18 +635,23 @@ class LiveLoop:
 
 
 def scaled_ladder(output_size):
-    """bench.LADDER (16:9 sizes) at the output's aspect: the same widths, even heights."""
+    """bench.LADDER (16:9 sizes) at the output's aspect: the same widths, even heights, with
+    32 wide below them, so a machine too busy for 64x36 still has somewhere to step down to."""
     from .bench import LADDER
 
     width, height = output_size
-    return [(w, max(2, round(w * height / width / 2) * 2)) for w, _ in LADDER]
+    return [(w, max(2, round(w * height / width / 2) * 2)) for w, _ in ((32, 18), *LADDER)]
 
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
-              silent=False, gen_size=None, fps=60.0, output_size=(1280, 720)):
+              silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="auto",
+              compute="cpu"):
     """The source, the Show and the step-down ladder of a live session: a track played (or
     followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
     this machine draws within the frame budget, measured now) or None (the model's own size).
+    precision: "fp32", "int8" (decode only; encode stays exact) or "auto": fp32 unless int8
+    reaches a larger size on the auto ladder (then int8: a sharper picture at ~32 dB from the
+    exact decode beats an exact small one on a projector); with a fixed gen_size, auto is fp32.
 
     Everything the user can get wrong is checked before the model loads and before any output
     opens: the output device (so `serve` says so before it prints its URL), the images."""
@@ -667,18 +679,29 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     if images:
         check_image_specs(images)
     model = load_model(model_path)
+    from .generator import resolve_device
+
+    compute = resolve_device(compute)
     ladder = ()
     if gen_size == "auto":
         from .bench import pick_gen_size
 
         ladder = scaled_ladder(output_size)
-        gen_size = pick_gen_size(model, fps, ladder=ladder)[0]
-        log.info("generation size %s (auto: the largest this machine draws at %g fps)",
-                 size_text(gen_size), fps)
+        tried = ("fp32", "int8") if precision == "auto" and compute == "cpu" else (
+            "fp32" if precision == "auto" else precision,)
+        picks = {p: pick_gen_size(model, fps, ladder=ladder, precision=p, device=compute)[0] for p in tried}
+        precision = max(tried, key=lambda p: (picks[p][0] * picks[p][1], p == "fp32"))
+        gen_size = picks[precision]
+        log.info("generation size %s, %s decode (auto: the largest this machine draws at %g fps; %s)",
+                 size_text(gen_size), precision, fps,
+                 ", ".join(f"{p} {size_text(size)}" for p, size in picks.items()))
     elif gen_size is None:
         gen_size = (model.config.image_size,) * 2
+    if precision == "auto":
+        precision = "fp32"
     check_gen_memory(gen_size, model)
     images = load_show_images(images, gen_size)
     # Built before the source starts: the model's export takes a few seconds a track must not lose.
-    show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size)
+    show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size,
+                precision=precision, device=compute)
     return source, show, [size for size in ladder if size[0] * size[1] <= gen_size[0] * gen_size[1]]
