@@ -155,6 +155,7 @@ class OscInput:
         except OSError as error:
             raise UserError(_bind_error(host, port, error)) from None
         self.host, self.port = self._server.server_address[:2]
+        self.listening_on = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(poll_s,),
                                         name="flowvj-osc", daemon=True)
         self._thread.start()
