@@ -44,6 +44,7 @@ def test_a_generation_size_the_machine_cannot_hold_is_refused(run_flowvj, tmp_pa
     (("play", "--gen-size", "65x36"), ("--gen-size", "even")),
     (("render", "-o", "x.mp4", "--size", "641x480"), ("--size", "even")),
     (("play", "--size", "wide"), ("--size", "WIDTHxHEIGHT")),
+    (("play", "--silent", "--latency-ms", "-5"), ("--latency-ms", "0..2000")),
 ])
 def test_bad_flags_are_one_line_naming_the_flag(run_flowvj, args, needles, tmp_path):
     one_line_error(run_flowvj(*args, timeout=60), *needles)
@@ -126,3 +127,28 @@ def test_a_signal_during_render_removes_the_temporary_file_and_keeps_the_old_out
     assert list(tmp_path.glob(".*.tmp")) == []
     assert out.read_bytes() == b"the previous render"
     del result
+
+
+def test_every_option_of_every_command_has_help_and_the_version_prints(run_flowvj):
+    import argparse
+
+    from flowvj import __version__
+    from flowvj.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"play", "live", "serve", "render", "bench", "analyze", "sync", "train", "eval", "compare"} <= set(commands)
+    for name, sub in commands.items():
+        assert sub.description, name
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and len(action.help) > 10, (name, action.dest)
+            text = sub.formatter_class(name)._get_help_string(action)
+            if action.default not in (None, False) and action.option_strings:
+                assert "default" in text, (name, action.dest, text)
+    mode_help = commands["play"]._option_string_actions["--mode"].help
+    assert all(mode in mode_help for mode in ("explore", "magellan", "weighted"))
+    result = run_flowvj("--version", timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"flowvj {__version__}"
+    assert "DJ" in parser.description

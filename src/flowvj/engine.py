@@ -99,7 +99,8 @@ class Show:
     """
 
     def __init__(self, model, images, mode="explore", seed=0, sample_rate=44100, backend="onnx",
-                 interpolation="slerp", gen_size=None, generator=None, precision="fp32", device="cpu"):
+                 interpolation="slerp", gen_size=None, generator=None, precision="fp32", device="cpu",
+                 latency_s=0.0):
         from .audio.analyzer import Analyzer
         from .generator import Generator
         from .navigate import Navigator
@@ -109,8 +110,9 @@ class Show:
                                                 device=device)
         self.images = np.asarray(images)
         self.image_latents = self.generator.encode(self.images)
-        # weighted mode reads one spectrum section per image
-        self.analyzer = Analyzer(sample_rate=sample_rate, n_bands=max(2, len(images)))
+        # weighted mode reads one spectrum section per image; beat events lead by latency_s
+        self.latency_s = float(latency_s)
+        self.analyzer = Analyzer(sample_rate=sample_rate, n_bands=max(2, len(images)), latency_s=self.latency_s)
         self.sample_rate = sample_rate
         self.navigator = Navigator(self.image_latents, mode=mode, interpolation=interpolation, seed=seed)
         self.features = None
@@ -126,7 +128,7 @@ class Show:
         from .audio.analyzer import Analyzer
 
         if rate != self.sample_rate:
-            self.analyzer = Analyzer(sample_rate=rate, n_bands=self.analyzer.n_bands)
+            self.analyzer = Analyzer(sample_rate=rate, n_bands=self.analyzer.n_bands, latency_s=self.latency_s)
             self.sample_rate = rate
 
     def next_latent(self, audio_block, dt_s):
@@ -645,7 +647,7 @@ def scaled_ladder(output_size):
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
               silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="auto",
-              compute="cpu"):
+              compute="cpu", latency_ms=0.0):
     """The source, the Show and the step-down ladder of a live session: a track played (or
     followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
     this machine draws within the frame budget, measured now) or None (the model's own size).
@@ -661,6 +663,9 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     from .audio.sources import DeviceSource, FileSource, Playback, SilentPlayback
     from .flow import load_model
 
+    if not 0 <= latency_ms <= 2000:
+        raise UserError(f"--latency-ms {latency_ms:g}: expected 0..2000 ms (the display's and the sound "
+                        "device's delay)")
     torch.set_num_threads(1)
     if track is not None:
         file_source = FileSource(track)
@@ -703,5 +708,5 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     images = load_show_images(images, gen_size)
     # Built before the source starts: the model's export takes a few seconds a track must not lose.
     show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size,
-                precision=precision, device=compute)
+                precision=precision, device=compute, latency_s=latency_ms / 1000.0)
     return source, show, [size for size in ladder if size[0] * size[1] <= gen_size[0] * gen_size[1]]
