@@ -115,7 +115,8 @@ def _render(args):
     frames = render(args.track or demo_track(), args.output, images=args.images, model_path=args.model, mode=args.mode,
                     size=args.size, fps=args.fps, duration_s=args.duration, start_s=args.start,
                     seed=args.seed, encoder_preset=args.encoder_preset, gen_size=gen_size,
-                    workers=args.decode_workers, engine=engine)
+                    workers=args.decode_workers, engine=engine, precision=args.precision,
+                    device=args.compute)
     print(f"wrote {args.output} ({frames} frames)")
 
 
@@ -149,6 +150,7 @@ def _live(args, outputs_for):
 
     _track_from_images(args)
     image_sets = _image_sets(args)      # checked before the model loads
+    bus, osc_input, osc_outputs = _osc_io(args)     # a port in use or a bad --osc-send, before it too
     output_size = check_frame_size(args.size, even=False) if getattr(args, "size", None) else (1280, 720)
     track = getattr(args, "track", None)
     if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
@@ -156,14 +158,17 @@ def _live(args, outputs_for):
     source, show, ladder = open_live(track=track, device=getattr(args, "device", None), images=args.images,
                                      model_path=args.model, mode=args.mode, seed=args.seed,
                                      silent=getattr(args, "silent", False), gen_size=args.gen_size,
-                                     fps=args.fps, output_size=output_size)
-    print(f"drawing at {size_text(show.gen_size)}", flush=True)
-    outputs = outputs_for(args)
+                                     fps=args.fps, output_size=output_size, precision=args.precision,
+                                     compute=args.compute, latency_ms=args.latency_ms)
+    print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
+    outputs = outputs_for(args) + osc_outputs
     try:
         with source:
             stats = LiveLoop(show, source, outputs, fps=args.fps, image_sets=image_sets,
-                             ladder=ladder).run(args.duration)
+                             ladder=ladder, bus=bus).run(args.duration)
     finally:
+        if osc_input is not None:
+            osc_input.close()
         for output in outputs:
             output.close()
     if args.stats:
@@ -175,6 +180,45 @@ def _live(args, outputs_for):
         print(f"{stats['frames']} frames, median {stats['median_fps']:.1f} fps, p95 frame time "
               f"{stats['p95_frame_ms']:.1f} ms, median audio-to-frame {stats['median_latency_ms']:.1f} ms, "
               f"drawn at {stats['gen_size']}")
+
+
+def _osc_io(args):
+    """The live loop's control bus, the OSC input posting to it (--osc-port; None without) and
+    the telemetry output (--osc-send; [] without). Both bind or resolve now, before the model
+    loads, so a wrong flag is said first; controls sent meanwhile wait on the bus."""
+    from .control import ControlBus
+
+    bus, osc_input, outputs = ControlBus(), None, []
+    if getattr(args, "osc_port", None) is None and getattr(args, "osc_send", None) is None:
+        return bus, osc_input, outputs
+    from .control.osc import OscInput, OscTelemetry
+
+    if args.osc_send is not None:
+        outputs.append(OscTelemetry(*args.osc_send))
+        print(f"OSC: sending telemetry to {args.osc_send[0]}:{args.osc_send[1]}", flush=True)
+    if args.osc_port is not None:
+        osc_input = OscInput(bus, host=args.osc_host, port=args.osc_port)
+        print(f"OSC: listening on {osc_input.listening_on}", flush=True)
+    return bus, osc_input, outputs
+
+
+def _osc_addresses(args):
+    from .control.osc import addresses, addresses_table
+
+    print(json.dumps(addresses()) if args.json else addresses_table())
+
+
+def _osc_flag(parse_name):
+    """An OSC flag's parser from control/osc.py (imported only when the flag is given): its
+    ValueError becomes argparse's one line naming the flag."""
+    def parse(text):
+        from .control import osc
+
+        try:
+            return getattr(osc, parse_name)(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def _window_outputs(args):
@@ -358,6 +402,11 @@ def build_parser():
     d = command("devices", "list sound inputs and outputs (index, name, channels, rate, host API)")
     d.set_defaults(run=_devices)
 
+    o = command("osc-addresses", "the OSC addresses play, live and serve take with --osc-port (type "
+                                 "tag, range, what each does) and the telemetry --osc-send sends")
+    o.add_argument("--json", action="store_true", help='print {"controls": [...], "telemetry": [...]}')
+    o.set_defaults(run=_osc_addresses)
+
     a = command("analyze", "tempo, beats and onsets of a track, from the same causal analyzer as live")
     a.add_argument("track", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...)")
     a.add_argument("--json", action="store_true",
@@ -382,6 +431,8 @@ def build_parser():
     r.add_argument("--gen-size", type=_gen_size, default="auto",
                    help="WIDTHxHEIGHT the flow draws at before the upscale to --size (even; larger is "
                         "sharper and slower); auto = 128x72, about 2x real time for 720p on 2 cores")
+    r.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="decode precision: fp32 exact, int8 about 2x faster at ~32 dB from it (encode stays exact)")
     r.add_argument("--size", type=_size, default="1280x720", help="video WIDTHxHEIGHT, even numbers")
     r.add_argument("--fps", type=_positive(float), default=30.0, help="video frame rate")
     r.add_argument("--duration", type=_positive(float), help="seconds of the track to render (default: all)")
@@ -411,11 +462,27 @@ def build_parser():
                        help="WIDTHxHEIGHT the flow draws at (even; larger is sharper and slower); "
                             "auto = the largest this machine draws at --fps, measured at start, "
                             "stepping down if frames run late")
+        p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                       help="decode precision: fp32 exact; int8 about 2x faster at ~32 dB from it (encode "
+                            "stays exact); auto = int8 only where it lets --gen-size auto draw larger")
         p.add_argument("--fps", type=_positive(float), default=60.0, help="frame rate to aim for")
+        p.add_argument("--latency-ms", type=float, default=0.0,
+                       help="the delay from the show to the audience (display, projector, sound device not "
+                            "counted by the player): beat-triggered changes fire this much before the "
+                            "predicted beat so they land on it")
         p.add_argument("--duration", type=_positive(float), help="stop after this many seconds (default: "
                                                                  "until quit or the track ends)")
         p.add_argument("--stats", metavar="PATH", help="write the run's figures as one JSON object at the end "
                                                        "(frames, median_fps, p95_frame_ms, tempo_bpm, ...)")
+        p.add_argument("--osc-port", type=_osc_flag("parse_port"), metavar="PORT",
+                       help="take the live controls as OSC on this UDP port (/flowvj/mode, /flowvj/speed, "
+                            "...: see flowvj osc-addresses; 0 picks a free one)")
+        p.add_argument("--osc-host", default="127.0.0.1", metavar="HOST",
+                       help="address --osc-port listens on; beyond loopback (e.g. 0.0.0.0) anyone on "
+                            "the network can steer the show")
+        p.add_argument("--osc-send", type=_osc_flag("parse_target"), metavar="HOST:PORT",
+                       help="send the show's telemetry as OSC to HOST:PORT: /flowvj/beat, /tempo, "
+                            "/levels, /fps, /state (see flowvj osc-addresses)")
         if name == "serve":
             p.add_argument("--host", default="127.0.0.1",
                            help="address to listen on; beyond loopback (e.g. 0.0.0.0) the page needs "
@@ -431,15 +498,17 @@ def build_parser():
             p.add_argument("--meter", action="store_true", help="start with the meter shown (Tab toggles)")
             p.set_defaults(run=lambda a: _live(a, _window_outputs))
 
-    b = sub.add_parser("bench", help="decode speed per generation size, and the size auto picks at 30 and 60 fps")
+    b = command("bench", "decode speed per generation size, and the size auto picks at 30 and 60 fps")
     b.add_argument("--sizes", help="comma-separated WIDTHxHEIGHT, even numbers (default: the auto ladder "
                                    "64x36 ... 1280x720, stopping after the first size slower than 1 s)")
     b.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="where decode runs (auto: cuda when torch sees a GPU)")
     b.add_argument("--threads", type=_positive(int),
                    help="ONNX Runtime threads (default: 1 below 96x54, else 2)")
-    b.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="int8: CPU, ONNX only")
-    b.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
+    b.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="decode precision (int8: CPU, ONNX Runtime only)")
+    b.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
+                   help="onnx (ONNX Runtime, the show's) or torch (the folded model, eager)")
     b.add_argument("--model", help="flow checkpoint (default: the bundled model)")
     b.add_argument("--repeats", type=_positive(int), default=10, help="timed decodes per size (at most)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
@@ -456,6 +525,8 @@ def _show_options(p):
     p.add_argument("--mode", choices=sorted(MODES), default="explore", help=MODE_HELP)
     p.add_argument("--model", help="flow checkpoint (default: the bundled model)")
     p.add_argument("--seed", type=int, default=0, help="makes the run reproducible")
+    p.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the flow runs: auto = a CUDA GPU when torch sees one, else the CPU")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
