@@ -173,10 +173,20 @@ def test_preset_accepts_power_of_two_sizes_and_refuses_others():
         RealNVP.from_preset("huge")
 
 
-def test_wrong_input_shape_is_refused():
+@pytest.mark.parametrize("shape", [(1, 3, 16, 15), (1, 3, 7, 16), (1, 4, 16, 16), (3, 16, 16)])
+def test_a_shape_the_squeezes_cannot_divide_is_refused(shape):
     model = RealNVP.from_preset("tiny", image_size=8)
-    with pytest.raises(ValueError, match=r"\(N, 3, 8, 8\)"):
-        model(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\) with H and W multiples of 2"):
+        model(torch.rand(*shape))
+
+
+def test_a_model_trained_at_one_size_runs_exactly_at_another():
+    model = perturbed(RealNVP.from_preset("tiny", image_size=8))
+    x = torch.rand(2, 3, 12, 20)
+    with torch.no_grad():
+        z, _ = model(x)
+        assert z.shape == x.shape
+        assert (model.inverse(z) - x).abs().max().item() < 1e-5
 
 
 def test_folded_and_onnx_inverses_give_the_same_frames():
@@ -277,3 +287,17 @@ def test_int8_keeps_each_st_nets_first_and_last_conv_in_float():
     model = RealNVP.from_preset("tiny")
     couplings = sum(isinstance(m, AffineCoupling) for m in model.modules())
     assert len(_edge_convs(inverse_onnx(model))) == 2 * couplings
+
+
+def test_export_is_kept_on_disk_for_the_next_run_of_the_same_weights(tmp_path):
+    model = perturbed(RealNVP.from_preset("tiny"))
+    first = inverse_onnx(model, tmp_path)
+    files = list((tmp_path / "onnx").glob("*-fp32.onnx"))
+    assert len(files) == 1 and files[0].read_bytes() == first
+    files[0].write_bytes(b"marker")  # so a read from disk shows
+    twin = RealNVP(model.config)  # what the next run loads from the same checkpoint
+    twin.load_state_dict(model.state_dict())
+    assert inverse_onnx(twin.eval(), tmp_path) == b"marker"
+    other = perturbed(RealNVP.from_preset("tiny"), seed=1)
+    assert inverse_onnx(other, tmp_path) != b"marker"
+    assert len(list((tmp_path / "onnx").glob("*-fp32.onnx"))) == 2

@@ -16,10 +16,12 @@ previous good frame instead and is counted in `bad_frames`.
 
 Construction is cheap enough for the show's start and for a background thread (the engine builds
 a smaller Generator while frames run late): the ONNX export and the int8 calibration are done once
-per model and cached (flow/fast.py), so a second size costs one session, ~0.1 s. ONNX Runtime
-releases the GIL while it runs, so a background build does not stall the frames of the first.
+per model and cached, in memory and in the cache folder (flow/fast.py), so a second size costs one
+session, ~0.1-0.4 s. ONNX Runtime releases the GIL while it runs, so a background build does not
+stall the frames of the first.
 """
 
+import hashlib
 import time
 from collections import deque
 from pathlib import Path
@@ -87,6 +89,14 @@ def calibration_latents(model, size=CALIBRATION_SIZE):
     return np.concatenate([z, 0.5 * (z + np.roll(z, 1, axis=0))])
 
 
+def _calibration_key():
+    """Names the calibration set (the demo files and the size) in the int8 cache's file name."""
+    h = hashlib.sha256(repr(CALIBRATION_SIZE).encode())
+    for p in sorted(DEMO_IMAGES.iterdir()):
+        h.update(f"{p.name}:{p.stat().st_size}".encode())
+    return h.hexdigest()[:12]
+
+
 class Generator:
     """encode / decode at one generation size.
 
@@ -97,9 +107,12 @@ class Generator:
         backend runs on torch's own process-wide setting (torch.set_num_threads).
     precision: "fp32", or "int8" (ONNX on the CPU only; decode only, encode stays exact).
     device: "cpu", "cuda" or "auto" (cuda when torch sees a GPU).
+    cache_dir: where ONNX exports are kept between runs (default: data.default_cache_dir(),
+        $FLOWVJ_CACHE or ~/.cache/flowvj).
     """
 
-    def __init__(self, model, size=None, backend="onnx", threads=None, precision="fp32", device="cpu"):
+    def __init__(self, model, size=None, backend="onnx", threads=None, precision="fp32", device="cpu",
+                 cache_dir=None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         if precision not in PRECISIONS:
@@ -120,10 +133,13 @@ class Generator:
             backend = "torch"  # no onnxruntime-gpu here: torch CUDA runs the same folded inverse
         self.backend = backend
         if backend == "onnx":
-            onnx_bytes = fast.inverse_onnx(model)
+            from .data import default_cache_dir
+
+            cache_dir = default_cache_dir(cache_dir)
+            onnx_bytes = fast.inverse_onnx(model, cache_dir)
             if precision == "int8":
-                onnx_bytes = fast.cached(model, "int8", lambda: fast.quantize_inverse(
-                    onnx_bytes, calibration_latents(model)))
+                onnx_bytes = fast.cached(model, f"int8-{_calibration_key()}", lambda: fast.quantize_inverse(
+                    onnx_bytes, calibration_latents(model)), cache_dir)
             self._onnx = fast.OnnxInverse(onnx_bytes, threads=self.threads, device=self.device)
         else:
             # On CUDA the convolutions run in TF32 (cuDNN's default on Ampere and later); fp16

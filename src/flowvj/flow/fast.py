@@ -11,12 +11,17 @@ come from the input's shape, so one export serves every generation size. A graph
 fixed size decoded only ~1.5 % faster (paired, interleaved calls at 64x36 and 128x72 on the dev
 machine), while one export per model means a second Generator at another size costs only a
 session (~0.1-0.4 s), not another trace (1-3 s idle, up to 10 s on a busy machine).
-Exports are cached per model and invalidated when any of its parameters or buffers change.
+Exports are cached per model in memory (invalidated when any of its parameters or buffers
+change) and, given a cache folder, on disk under a digest of the weights and the library versions:
+the fp32 export takes 1-3 s and the int8 calibration 5-10 s more on the 2-core dev machine (3x
+that while it is busy), which a show start should not pay twice.
 
 `quantize_inverse` makes an int8 copy (static QDQ, convolutions only) for the `int8` precision.
 """
 
+import hashlib
 import io
+import json
 import os
 import tempfile
 import threading
@@ -31,6 +36,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .realnvp import ResidualBlock
 
+EXPORT_VERSION = 1  # bump when the export or the quantisation recipe changes: old disk caches go stale
 EXPORT_SIDE = 8  # side of the example input traced for the export: small, so tracing is quick
 PRECISIONS = ("fp32", "int8")
 
@@ -93,19 +99,50 @@ def _fingerprint(model):
     return tuple(t._version for t in (*model.parameters(), *model.buffers()))
 
 
-def cached(model, key, make):
-    """make() once per model and key, again only after the model's weights have changed."""
+def _digest(model, key):
+    """Names one export of one model: the weights, the config, the recipe and the library versions."""
+    import onnxruntime
+
+    h = hashlib.sha256(json.dumps([EXPORT_VERSION, key, torch.__version__, onnxruntime.__version__,
+                                   model.config.to_dict()]).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _on_disk(model, key, make, cache_dir):
+    """make()'s bytes, read from cache_dir/onnx/ when an earlier run wrote them there."""
+    from ..atomic import atomic_path
+
+    path = os.path.join(cache_dir, "onnx", f"{_digest(model, key)}-{key}.onnx")
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    data = make()
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+    except OSError as e:  # a read-only or full disk costs the next start time, nothing else
+        warnings.warn(f"could not cache the ONNX export in {path}: {e}")
+    return data
+
+
+def cached(model, key, make, cache_dir=None):
+    """make() once per model and key, again only after the model's weights have changed; with a
+    cache_dir, once per weights and library versions across runs."""
     with _cache_lock:
         entries = _cache.setdefault(model, {})
         fingerprint = _fingerprint(model)
         if key not in entries or entries[key][0] != fingerprint:
-            entries[key] = (fingerprint, make())
+            entries[key] = (fingerprint, _on_disk(model, key, make, cache_dir) if cache_dir else make())
         return entries[key][1]
 
 
-def inverse_onnx(model):
+def inverse_onnx(model, cache_dir=None):
     """The fp32 ONNX inverse of a model, exported once per model (cached)."""
-    return cached(model, "fp32", lambda: export_inverse_onnx(fuse_for_inference(model)))
+    return cached(model, "fp32", lambda: export_inverse_onnx(fuse_for_inference(model)), cache_dir)
 
 
 class _Latents:
