@@ -66,6 +66,23 @@ snapshot-lite:
 	mkdir -p training/lite
 	cp runs/lite/ckpt.pt runs/lite/history.jsonl training/lite/
 
+# The `hires` preset (three scales, for large frames) trains the same way, resumed from
+# training/hires/ when a session has left one there.
+HIRES_LR ?= 1e-3
+.PHONY: train-hires snapshot-hires
+train-hires: $(STAMP)
+	mkdir -p runs/hires
+	test -f runs/hires/ckpt.pt || ! test -f training/hires/ckpt.pt || \
+		cp training/hires/ckpt.pt training/hires/history.jsonl runs/hires/
+	OMP_WAIT_POLICY=PASSIVE nohup nice -n 19 $(BIN)/flowvj train --preset hires \
+		--data ../shared/data/cifar10 --out runs/hires $$(test -f runs/hires/ckpt.pt && echo --resume) \
+		--threads 2 --lr $(HIRES_LR) --checkpoint-minutes 10 >> runs/hires/train.log 2>&1 &
+	@echo "training hires in the background; progress: tail -f runs/hires/train.log"
+
+snapshot-hires:
+	mkdir -p training/hires
+	cp runs/hires/ckpt.pt runs/hires/history.jsonl training/hires/
+
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info
 

@@ -309,7 +309,10 @@ class LiveLoop:
       hear(samples, audio_time_s)   the audio analysed this frame (a recorder muxes it in);
       control_applied(name, value, caption)   after each control the loop applied (MIDI learn
                                     arms on it; telemetry reports state from it);
-      update_controls(values)       the controls' values after any change (the page shows them).
+      update_controls(values)       the controls' values after any change (the page shows them);
+      handles(name) / handle(name, value)   a control of the listener's own that the loop does
+                                    not know (e.g. "midi_learn"): applied in the loop's thread,
+                                    handle returns the caption (or None).
 
     Tempo from the DJ: `clock` (optional: Ableton Link, MIDI clock) has `state(now_s)` returning
     None while absent, else (tempo_bpm, beat_position): then its tempo and beats replace the
@@ -335,7 +338,7 @@ class LiveLoop:
         self.fps, self.max_block_s = float(fps), float(max_block_s)
         self.image_sets = dict(image_sets or {})
         self.image_set = next(iter(self.image_sets), None)
-        self.bus = bus or ControlBus()
+        self.bus = bus if bus is not None else ControlBus()
         self._arrived_images = None     # (name, latents, images) from the loading thread, or None
         self._arrived_size = None       # (Generator, latents, images) from a step-down, or None
         self._resizing, self._late_since = False, None
@@ -407,6 +410,9 @@ class LiveLoop:
             if action == "image_set" and value in self.image_sets:
                 threading.Thread(target=self._load_image_set, args=(value,), daemon=True).start()
                 return f"image set: {value} (loading)"
+            handler = next((o for o in self.outputs if getattr(o, "handles", lambda name: False)(action)), None)
+            if handler is not None:     # a control of a listener's own (MIDI learn's "midi_learn")
+                return handler.handle(action, value)
             if action not in self.SILENT_ACTIONS:
                 log.info("live: ignored control %r = %r", action, value)
         except (UserError, TypeError, ValueError) as error:
