@@ -81,7 +81,7 @@ def test_bench_command_reports_consistent_figures_as_json(run_flowvj):
     assert report["device"] == "cpu" and report["precision"] == "fp32" and report["backend"] == "onnx"
     small, large = report["sizes"]
     assert (small["size"], small["width"], small["height"], small["threads"]) == ("64x36", 64, 36, 1)
-    assert large["size"] == "128x72" and large["threads"] == 2
+    assert large["size"] == "128x72" and large["threads"] in (1, 2)  # the faster of the two here
     assert large["gflop"] == pytest.approx(4 * small["gflop"], rel=1e-9)
     for row in report["sizes"]:
         assert row["fps"] == pytest.approx(1e3 / row["decode_ms"])

@@ -35,12 +35,17 @@ BACKENDS = ("onnx", "torch")
 PRECISIONS = ("fp32", "int8")
 DEVICES = ("cpu", "cuda", "auto")
 DEMO_IMAGES = Path(__file__).resolve().parent / "assets" / "images"
-CALIBRATION_SIZE = (64, 36)  # int8 ranges are per tensor, so a small size calibrates every size
-# threads=None: ONNX Runtime on two threads from this many pixels up, one below. Measured by
-# benchmarks/gen_size.py on the 2-core dev machine (see TWO_THREAD_PIXELS_NOTE in bench.py):
-# at 64x36 the second thread's start/stop overhead eats its gain; from 128x72 up it gave 1.6-1.8x
-# while the other core was free. When the other core is busy two threads are *slower* than one.
-TWO_THREAD_PIXELS = 96 * 54
+# int8 activation ranges come from latents at this size. Calibrated at 64x36 they clipped the
+# larger sizes' extremes: endpoint PSNR at 256x144 fell to 33.4 dB; at 128x72, 40.9 dB (256x144
+# itself: 41.7 dB for 3.4x the calibration time). Once per model: the result is cached on disk.
+CALIBRATION_SIZE = (128, 72)
+# threads=None: ONNX Runtime on two threads from this many pixels up, one below. Two threads gave
+# 1.6-1.8x from 128x72 up on the 2-core machine while its other core was free (the lead's figures;
+# the crossover below that could not be measured here: the other core was never free). With the
+# other core busy two threads were 1.35-1.75x *slower* at every size from 64x36 to 256x144
+# (benchmarks/gen_size.py at load 5-6), so bench.pick_gen_size measures 1 and 2 threads and keeps
+# the faster; this rule is only the default for a Generator built without measuring.
+TWO_THREAD_PIXELS = 128 * 72
 RECENT_DECODES = 120  # decode_ms is the median of this many recent decode calls (2 s at 60 fps)
 
 

@@ -168,16 +168,19 @@ def _edge_convs(onnx_bytes):
 def quantize_inverse(onnx_bytes, calibration_latents):
     """int8 QDQ copy of an fp32 inverse, calibrated on the given latents (N, C, H, W).
 
-    What is quantised was chosen by PSNR against fp32 (lite, 128x72, demo-image latents and
-    their midpoints; benchmarks/gen_size.py has the figures):
-    - only the residual blocks' and skips' convolutions (all but ~4 % of the FLOPs). Each s/t
+    What is quantised was chosen by PSNR against fp32 (lite, 128x72, the midpoints between the
+    demo images' latents; benchmarks/gen_size.py reports the chosen recipe at every size):
+    - only the residual blocks' and skips' convolutions (97.4 % of lite's FLOPs). Each s/t
       net's first conv (it sees the masked image) and last conv (it makes s and t, which go
       through exp(-s) into every pixel) stay float32, as does all elementwise coupling
-      arithmetic: quantising them cost 6-7 dB;
+      arithmetic: quantising them too gave 32 dB instead of 42;
     - weights per output channel, 7-bit (reduce_range): on AVX2 CPUs without VNNI the u8 x s8
-      kernels saturate their 16-bit sums, which alone cost 11 dB (22 dB instead of 34);
-    - activations per tensor (uint8, asymmetric) from their min/max over the calibration set;
-      percentile calibration was no better.
+      kernels saturate their 16-bit sums, which alone cost 12 dB (22 dB instead of 34);
+    - activations per tensor (uint8, asymmetric) from their min/max over the calibration set
+      (percentile calibration, tried with 8-bit weights, gained under 1 dB).
+    On the dev machine's AVX2 CPU int8 was not faster than fp32 at batch 1 but 1.3-1.6x slower:
+    the QDQ graph wraps each int8 conv in Q/DQ nodes and NCHW <-> NHWC transposes (82 of them),
+    memory-bound work that ate the int8 arithmetic's gain. CPUs with VNNI or AMX may differ.
     """
     import logging
 
@@ -188,7 +191,7 @@ def quantize_inverse(onnx_bytes, calibration_latents):
         with open(source, "wb") as f:
             f.write(onnx_bytes)
         quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing": measured, not needed
+        logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing": already folded
         try:
             quantize_static(source, target, _Latents(calibration_latents), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=["Conv"], nodes_to_exclude=_edge_convs(onnx_bytes),
