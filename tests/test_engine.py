@@ -98,7 +98,7 @@ def test_render_writes_an_mp4_with_the_track_muxed_in(checkpoint, image_files, t
 
 
 @pytest.mark.parametrize("args,named", [
-    (["--size", "0x0"], "--size 0x0"),
+    (["--size", "0x0"], "--size"),
     (["--images", "EMPTY"], "EMPTY"),
     (["--mode", "disco"], "--mode"),
     (["--start", "999"], "--start"),
