@@ -1,0 +1,422 @@
+"""MIDI in: a DJ's controller steers the show (CCs, notes, program changes, MIDI learn).
+
+Ports are found on every MIDI system python-rtmidi was built with that is running here (ALSA's
+sequencer and JACK on Linux, CoreMIDI, Windows MM) by part of their name, so `--midi-in nano`
+finds "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0" without the client numbers ALSA changes on every
+plug-in. rtmidi calls back from its own thread; `MidiInput` turns each message into controls of
+control/catalog.py through a `Mapping` read from a TOML file and posts them on the live loop's
+ControlBus (source "midi"), as OSC does: the engine applies them in its own thread.
+
+The mapping file (`--midi-map`), one `[[map]]` table per binding:
+
+    [[map]]
+    cc = 7               # or note = 36; 0..127
+    channel = 1          # 1..16; leave it out to take any channel
+    control = "speed"    # a name from `flowvj osc-addresses`
+    [[map]]
+    note = 37
+    control = "mode"
+    value = "weighted"   # what a name control (mode, image_set, scene) is set to
+
+How a message drives each kind of control (CONTROLS' kind):
+    float   CC value 0..127 (a note-on's velocity) scaled onto the control's low..high;
+    switch  note-on = 1, note-off = 0; a CC is 1 from 64 up, 0 below (posted when it flips);
+    action  (next_image, next_mode) fired by a note-on, or a CC rising through 64 (a button);
+    name    set to the binding's `value` like an action fires.
+Program change N (the 1..128 a controller shows; 0..127 on the wire) posts ("scene", N), the
+int: the live loop recalls the scene at place N of the scenes file, as keys 1-9 do.
+
+MIDI learn: the control "midi_learn" with a control's name as its value (name=value for a name
+control; "" disarms) arms it: the live loop hands it to `MidiInput.handle`. Then the next CC or
+note-on that arrives is bound to that control (on its own channel, replacing any binding of the
+same CC or note) instead of being applied, and the whole mapping is written back to the file
+atomically. The rewrite keeps the bindings, not the comments of a hand-written file.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import atomic_path
+from ..errors import UserError
+from .catalog import CONTROLS, check_value
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = {"LINUX_ALSA": "ALSA", "UNIX_JACK": "JACK", "MACOSX_CORE": "CoreMIDI", "WINDOWS_MM": "Windows MM"}
+LEARN = "midi_learn"    # the bus control that arms MIDI learn
+
+
+def default_map_path():
+    """Where MIDI learn saves when no --midi-map is given: $XDG_CONFIG_HOME/flowvj/midi.toml."""
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config) / "flowvj" / "midi.toml"
+
+
+# -- ports -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 while MIDI systems are probed: ALSA and libjack print several
+    lines of their own when the sequencer is absent or no JACK server runs, which is no error
+    here (rtmidi raises too, and we say it in one line)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:         # no stderr at all: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _systems():
+    import mido
+
+    return [api for api in mido.Backend("mido.backends.rtmidi").module.get_api_names() if api in SYSTEMS]
+
+
+def input_ports():
+    """(system, port name) of every MIDI source on every running MIDI system, and the names of
+    the systems that are not running (e.g. no ALSA sequencer, no JACK server)."""
+    import mido
+
+    ports, absent = [], []
+    with _quiet_stderr():
+        for api in _systems():
+            try:
+                names = mido.Backend(f"mido.backends.rtmidi/{api}").get_input_names()
+            except Exception:  # noqa: BLE001 - rtmidi raises its own SystemError when a system is down
+                absent.append(SYSTEMS[api])
+                continue
+            ports += [(api, name) for name in dict.fromkeys(names)]
+    return ports, absent
+
+
+def ports_listing(ports, absent):
+    """The ports as a user error or `flowvj devices` names them, in one line."""
+    named = "; ".join(f"{name} ({SYSTEMS[api]})" for api, name in ports) or "none"
+    down = f" ({', '.join(absent)} not running)" if absent else ""
+    return named + down
+
+
+def find_input(fragment, flag="--midi-in"):
+    """The one (system, name) whose name is `fragment` or holds it (ignoring case; one port seen
+    on two systems, as a bridge shows it, is the first system's); else a UserError in one line
+    listing the ports there are."""
+    ports, absent = input_ports()
+    matches = [p for p in ports if p[1] == fragment] or [p for p in ports if fragment.lower() in p[1].lower()]
+    if len({name for _, name in matches}) == 1:
+        return matches[0]
+    if not matches:
+        raise UserError(f"{flag} {fragment}: no MIDI input port matches; the ports here: "
+                        f"{ports_listing(ports, absent)}")
+    raise UserError(f"{flag} {fragment}: matches {len(matches)} MIDI ports ({ports_listing(matches, [])}); "
+                    "give more of the name")
+
+
+def open_input(fragment, callback, flag="--midi-in"):
+    """A mido input port (python-rtmidi) on the port `fragment` names, calling `callback(message)`
+    from rtmidi's thread for every message, clock ticks included."""
+    import mido
+
+    api, name = find_input(fragment, flag)
+    try:
+        with _quiet_stderr():
+            return mido.Backend(f"mido.backends.rtmidi/{api}").open_input(name, callback=callback)
+    except Exception as error:  # noqa: BLE001 - a port unplugged between listing and opening
+        raise UserError(f"{flag} {fragment}: cannot open MIDI port {name!r} ({error})") from None
+
+
+def ports_table():
+    """`flowvj devices`' MIDI section: one line per input port, with its system."""
+    ports, absent = input_ports()
+    lines = ["MIDI inputs (--midi-in, --midi-clock: part of a name):"]
+    lines += [f"  {name}  ({SYSTEMS[api]})" for api, name in ports] or ["  none found"]
+    if absent:
+        lines.append(f"  ({', '.join(absent)} not running)")
+    return "\n".join(lines)
+
+
+# -- the mapping -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Binding:
+    """One controller knob, fader or pad bound to one control. `kind` "cc" or "note", `number`
+    0..127, `channel` 1..16 or None (any), `value` what a name control is set to."""
+    kind: str
+    number: int
+    control: str
+    channel: int = None
+    value: str = None
+
+    def matches(self, kind, number, channel):
+        return self.kind == kind and self.number == number and self.channel in (None, channel)
+
+    def toml(self):
+        lines = ["[[map]]", f"{self.kind} = {self.number}"]
+        if self.channel is not None:
+            lines.append(f"channel = {self.channel}")
+        lines.append(f"control = {json.dumps(self.control, ensure_ascii=False)}")   # JSON's escapes are TOML's
+        if self.value is not None:
+            lines.append(f"value = {json.dumps(self.value, ensure_ascii=False)}")
+        return "\n".join(lines)
+
+    def text(self):
+        where = f"{'CC' if self.kind == 'cc' else 'note'} {self.number}"
+        where += f" ch {self.channel}" if self.channel is not None else ""
+        return f"{where} -> {self.control}" + (f" = {self.value}" if self.value is not None else "")
+
+
+def binding_from(entry):
+    """A Binding from one [[map]] table; ValueError saying what is wrong with it."""
+    if not isinstance(entry, dict):
+        raise ValueError("expected a table with cc or note, and control")
+    unknown = set(entry) - {"cc", "note", "channel", "control", "value"}
+    if unknown:
+        raise ValueError(f"unknown key {sorted(unknown)[0]!r}; expected cc or note, channel, control, value")
+    kinds = [kind for kind in ("cc", "note") if kind in entry]
+    if len(kinds) != 1:
+        raise ValueError("expected exactly one of cc = N or note = N")
+    kind, number, channel = kinds[0], entry[kinds[0]], entry.get("channel")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 127:
+        raise ValueError(f"{kind} expects a number 0..127, got {number!r}")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 16):
+        raise ValueError(f"channel expects 1..16, got {channel!r}")
+    name = entry.get("control")
+    if name not in CONTROLS:
+        raise ValueError(f"unknown control {name!r}; expected one of {', '.join(CONTROLS)}")
+    value = entry.get("value")
+    if CONTROLS[name].kind == "s":
+        if value is None:
+            raise ValueError(f"{name} needs value = \"...\" (what the button sets it to)")
+        check_value(name, value)
+    elif value is not None:
+        raise ValueError(f"{name} takes no value (the controller gives it)")
+    return Binding(kind, number, name, channel, value)
+
+
+def load_mapping(path, flag="--midi-map"):
+    """The bindings of a mapping file (none when it does not exist yet: MIDI learn creates it);
+    a malformed one is a UserError in one line naming the file and the line or the entry."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+        table = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{flag} {path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{flag} {path}: not valid TOML: {error}") from None
+    unknown = set(table) - {"map"}
+    if unknown:
+        raise UserError(f"{flag} {path}: unknown table {sorted(unknown)[0]!r}; expected [[map]] entries")
+    entries = table.get("map", [])
+    if not isinstance(entries, list):
+        raise UserError(f"{flag} {path}: map must be [[map]] tables, one per binding")
+    headers = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"\s*\[\[\s*map\s*\]\]", line)]
+    bindings = []
+    for index, entry in enumerate(entries):
+        try:
+            bindings.append(binding_from(entry))
+        except ValueError as error:
+            where = f"line {headers[index]}" if len(headers) == len(entries) else f"entry {index + 1}"
+            raise UserError(f"{flag} {path}: [[map]] at {where}: {error}") from None
+    return bindings
+
+
+def save_mapping(path, bindings):
+    """Write the bindings as a mapping file, atomically: a crash never leaves half a file."""
+    text = ("# flowvj MIDI mapping (flowvj play --midi-map): one [[map]] per binding; MIDI learn\n"
+            "# rewrites this file.\n\n" + "\n\n".join(b.toml() for b in bindings) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _scaled(control, value_0_127):
+    return control.low + (control.high - control.low) * value_0_127 / 127.0
+
+
+class Mapping:
+    """Messages -> controls through the bindings; it remembers each CC's last value, so a CC
+    switch is posted when it flips and a CC button fires once per press, not once per message."""
+
+    def __init__(self, bindings=()):
+        self.bindings = list(bindings)
+        self._last_cc = {}      # (channel, number) -> last value
+
+    def add(self, binding):
+        """Bind, replacing any binding of the same CC or note on the same channel."""
+        self.bindings = [b for b in self.bindings
+                         if (b.kind, b.number, b.channel) != (binding.kind, binding.number, binding.channel)]
+        self.bindings.append(binding)
+
+    def controls(self, message):
+        """The (name, value) changes one mido message asks for, in binding order."""
+        kind = message.type
+        if kind == "program_change":
+            return [("scene", message.program + 1)]
+        if kind not in ("control_change", "note_on", "note_off"):
+            return []
+        channel = message.channel + 1
+        if kind == "control_change":
+            number, value = message.control, message.value
+            previous = self._last_cc.get((channel, number), 0)
+            self._last_cc[(channel, number)] = value
+            changes = []
+            for b in self.bindings:
+                if b.matches("cc", number, channel):
+                    change = _cc_change(CONTROLS[b.control], b, value, previous)
+                    if change is not None:
+                        changes.append(change)
+            return changes
+        pressed = kind == "note_on" and message.velocity > 0
+        changes = []
+        for b in self.bindings:
+            if b.matches("note", message.note, channel):
+                change = _note_change(CONTROLS[b.control], b, pressed, message.velocity)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+
+def _cc_change(control, binding, value, previous):
+    if control.kind == "f":
+        return control.name, _scaled(control, value)
+    on, was_on = value >= 64, previous >= 64
+    if control.kind == "i":
+        return (control.name, int(on)) if on != was_on else None
+    if on and not was_on:                       # a button's press: an action, or a name set
+        return control.name, binding.value
+    return None
+
+
+def _note_change(control, binding, pressed, velocity):
+    if control.kind == "i":
+        return control.name, int(pressed)
+    if not pressed:
+        return None
+    if control.kind == "f":
+        return control.name, _scaled(control, velocity)
+    return control.name, binding.value
+
+
+def learn_target(value):
+    """midi_learn's value -> (control, value for a name control) or None to disarm;
+    ValueError saying what was expected."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    name, _, setting = text.partition("=")
+    name, setting = name.strip(), setting.strip() or None
+    if name not in CONTROLS:
+        raise ValueError(f"unknown control {name!r}; expected one of {', '.join(CONTROLS)}")
+    if CONTROLS[name].kind == "s":
+        if setting is None:
+            raise ValueError(f"{name} is learned with its value: {name}=...")
+        check_value(name, setting)
+    elif setting is not None:
+        raise ValueError(f"{name} takes no value (the controller gives it)")
+    return name, setting
+
+
+# -- the input ---------------------------------------------------------------------------------
+
+class MidiInput:
+    """A MIDI controller on the port `port` names (part of a name), posting its controls to
+    `bus` through the mapping in `map_path`. The mapping is read and the port opened in the
+    constructor, so a malformed file or an unknown port is a UserError before anything slow.
+
+    MIDI learn comes in as a control the engine does not apply itself: the live loop offers it
+    to each output with `handles(name)` (this one handles "midi_learn"), then calls
+    `handle(name, value)` in its own thread, which returns the caption to show. `received` and
+    `posted` count messages; `learned` is the last Binding learned, `saves` the files written."""
+
+    def __init__(self, bus, port, map_path=None, flag="--midi-in", map_flag="--midi-map"):
+        self.bus, self.map_path = bus, Path(map_path) if map_path else default_map_path()
+        self.mapping = Mapping(load_mapping(self.map_path, map_flag))
+        self.received = self.posted = self.saves = 0
+        self.learned, self._armed = None, None
+        self._lock, self._save_lock = threading.Lock(), threading.Lock()
+        self._port = open_input(port, self._receive, flag)
+        self.name = self._port.name
+
+    def handles(self, name):
+        return name == LEARN
+
+    def handle(self, name, value):
+        """Arm (or with "" disarm) MIDI learn; the caption, or None when refused (logged)."""
+        try:
+            target = learn_target(value)
+        except ValueError as error:
+            log.warning("MIDI learn: ignored %r: %s", value, error)
+            return None
+        with self._lock:
+            self._armed = target
+        if target is None:
+            return "MIDI learn off"
+        return f"MIDI learn: move a control for {target[0]}" + (f" = {target[1]}" if target[1] else "")
+
+    def _receive(self, message):
+        """rtmidi's thread (JACK's process thread, for JACK): post, never wait on a file."""
+        self.received += 1
+        if self._learn(message):
+            threading.Thread(target=self._save, name="flowvj-midi-learn", daemon=True).start()
+            return
+        with self._lock:
+            changes = self.mapping.controls(message)
+        for name, value in changes:
+            self.bus.post(name, value, source="midi")
+            self.posted += 1
+
+    def _learn(self, message):
+        """Bind the armed control to this message's CC or note (it is then not applied);
+        whether it did."""
+        with self._lock:
+            if self._armed is None:
+                return False
+            if message.type == "control_change":
+                kind, number = "cc", message.control
+            elif message.type == "note_on" and message.velocity > 0:
+                kind, number = "note", message.note
+            else:
+                return False
+            (name, value), self._armed = self._armed, None
+            self.learned = Binding(kind, number, name, message.channel + 1, value)
+            self.mapping.add(self.learned)
+            return True
+
+    def _save(self):
+        with self._save_lock:      # one writer at a time, each with the newest bindings
+            with self._lock:
+                bindings, learned = list(self.mapping.bindings), self.learned
+            try:
+                save_mapping(self.map_path, bindings)
+            except OSError as error:    # a read-only folder: the binding holds until the show ends
+                log.warning("MIDI learn: %s (not saved to %s: %s)", learned.text(), self.map_path,
+                            error.strerror or error)
+                return
+            self.saves += 1
+        log.info("MIDI learn: %s (saved to %s)", learned.text(), self.map_path)
+
+    def close(self):
+        self._port.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
