@@ -1,0 +1,254 @@
+"""Scenes: named looks of the show, kept in a TOML file (`--scenes FILE`), recalled live.
+
+    # scenes.toml: one table per scene; keys 1-9 recall the first nine, in this order
+    [intro]
+    images = ["photos/calm"]    # folders and/or image files, relative to this file; "demo" = bundled
+    mode = "magellan"
+    interpolation = "slerp"
+    temperature = 0.1
+    speed = 0.5
+    sensitivity = 1.0
+    brightness = 0.8
+    gen_size = "128x72"
+
+    ["the drop"]
+    mode = "explore"
+    speed = 2.0
+
+Every field is optional: a scene changes what it names and leaves the rest as it is, so a
+hand-written scene can be as small as one line; a scene saved from the page names them all.
+Recalling one is a control on the bus ("scene", name) from the window's keys, the page, OSC
+(/flowvj/scene) or MIDI: the engine cross-fades to its images (loaded in the background, as an
+image-set switch is) and mode, and with a DJ clock waits for the bar line.
+
+Generation size: a scene records the size it was saved at, but recalling it keeps the running
+size (the images are encoded at that size) and says so in its caption. The running size is what
+this machine can draw at the frame rate (auto measures it, stepping down lowers it); building
+another would stall a core for seconds mid-set, and a larger one would make the frames late.
+
+The file is read with tomllib and written by the small writer here (no dependency): saving a
+scene appends its table to the file, or replaces that scene's table in place, so the comments and
+layout of a hand-written file stay; the result is read back before it replaces the file
+(atomically) and if it does not read back as meant, the whole file is rewritten from the scenes.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import re
+import tomllib
+from pathlib import Path
+
+from ..errors import UserError
+from .catalog import CONTROLS, MODES
+
+INTERPOLATIONS = ("linear", "slerp")   # navigate.INTERPOLATIONS, repeated: control imports no model
+DEMO = "demo"                          # `images = "demo"`: the bundled demo images
+NUMBERS = ("temperature", "speed", "sensitivity", "brightness")   # ranges from the catalog
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """One scene; None is "leave it as it is". images: a tuple of absolute Paths, or DEMO."""
+    name: str
+    images: object = None
+    mode: str = None
+    interpolation: str = None
+    temperature: float = None
+    speed: float = None
+    sensitivity: float = None
+    brightness: float = None
+    gen_size: tuple = None
+
+
+FIELDS = tuple(field.name for field in dataclasses.fields(Scene))[1:]
+
+
+def load_scenes(path):
+    """name -> Scene, in file order; {} when the file does not exist yet (a save makes it).
+    A file that is not TOML, or a scene with a bad field, is a UserError naming the file and the
+    line (TOML) or the scene and field."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: {error}; expected TOML with one [name] table per scene") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read the scenes ({getattr(error, 'strerror', None) or error})") from None
+    return {name: _scene(path, name, fields) for name, fields in tables.items()}
+
+
+def _scene(path, name, fields):
+    """One table -> a Scene; image paths are taken relative to the file's folder."""
+    where = f"{path}: scene {name!r}"
+    if not isinstance(fields, dict):
+        raise UserError(f"{where}: expected a table of fields ([{_key(name)}] then {', '.join(FIELDS)})")
+    unknown = [key for key in fields if key not in FIELDS]
+    if unknown:
+        raise UserError(f"{where}: unknown field {unknown[0]!r}; expected {', '.join(FIELDS)}")
+    values = {}
+    for key, value in fields.items():
+        values[key] = _checked(where, key, value, path.resolve().parent)
+    return Scene(name, **values)
+
+
+def _checked(where, key, value, folder):
+    """One field's value, typed; a UserError "FILE: scene 'x': speed 9 is out of 0..4"."""
+    shown = json.dumps(value) if isinstance(value, str) else value
+    if key == "images":
+        if value == DEMO:
+            return DEMO
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            raise UserError(f"{where}: images {shown} is not a list of folders or image files "
+                            f"(expected e.g. [\"photos/calm\"], or \"{DEMO}\" for the bundled images)")
+        return tuple((folder / v).resolve() for v in value)
+    if key in ("mode", "interpolation"):
+        choices = MODES if key == "mode" else INTERPOLATIONS
+        if value not in choices:
+            raise UserError(f"{where}: {key} {shown} is not one of {', '.join(choices)}")
+        return value
+    if key == "gen_size":
+        match = re.fullmatch(r"(\d+)x(\d+)", value) if isinstance(value, str) else None
+        if not match or int(match[1]) % 2 or int(match[2]) % 2 or not int(match[1]) or not int(match[2]):
+            raise UserError(f"{where}: gen_size {shown} is not an even WIDTHxHEIGHT (expected e.g. \"128x72\")")
+        return int(match[1]), int(match[2])
+    control = CONTROLS[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{where}: {key} {shown} is not a number (expected {control.low:g}..{control.high:g})")
+    if not control.low <= value <= control.high:
+        raise UserError(f"{where}: {key} {value:g} is out of {control.low:g}..{control.high:g}")
+    return float(value)
+
+
+def scene_now(name, image_specs, mode, interpolation, temperature, speed, sensitivity, brightness,
+              gen_size):
+    """The show's state as a Scene to save: image_specs are the running image set's paths (None:
+    the bundled demo images); values outside a field's range (a speed of 6 from OSC) are clipped
+    to it, so the saved file always loads."""
+    images = DEMO if image_specs is None else tuple(Path(spec).resolve() for spec in image_specs)
+    values = {"temperature": temperature, "speed": speed, "sensitivity": sensitivity,
+              "brightness": brightness}
+    for key, value in values.items():
+        if value is not None:
+            values[key] = min(max(float(value), CONTROLS[key].low), CONTROLS[key].high)
+    return Scene(str(name), images=images, mode=mode, interpolation=interpolation,
+                 gen_size=tuple(gen_size) if gen_size else None, **values)
+
+
+def image_set_name(image_sets, scene):
+    """The name, in the show's `image_sets` (name -> specs, None for the demo images), of the
+    set holding the scene's images: an existing set with the same files, else a new entry named
+    after the scene (added to image_sets). None when the scene names no images."""
+    if scene.images is None:
+        return None
+    wanted = None if scene.images == DEMO else scene.images
+    for name, specs in image_sets.items():
+        if (specs is None and wanted is None) or (
+                specs is not None and wanted is not None
+                and tuple(Path(spec).resolve() for spec in specs) == wanted):
+            return name
+    name = scene.name
+    while name in image_sets:
+        name += "'"
+    image_sets[name] = None if wanted is None else list(wanted)
+    return name
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+HEADER = ("# flowvj scenes: one [name] table per scene, recalled by name (the page, OSC /flowvj/scene)\n"
+          "# or by the keys 1-9 (the first nine, in this order). Fields: " + ", ".join(FIELDS) + ".\n")
+
+
+def _string(text):
+    """A TOML basic string (JSON's escapes are TOML's, bar DEL, which TOML wants escaped)."""
+    return json.dumps(str(text), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _key(name):
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _string(name)
+
+
+def scene_toml(scene, folder):
+    """One scene as a TOML table; image paths relative to `folder` (the file's) where they can be."""
+    lines = [f"[{_key(scene.name)}]"]
+    for key in FIELDS:
+        value = getattr(scene, key)
+        if value is None:
+            continue
+        if key == "images" and value != DEMO:
+            value = "[" + ", ".join(_string(_relative(p, folder)) for p in value) + "]"
+        elif key == "gen_size":
+            value = _string(f"{value[0]}x{value[1]}")
+        elif isinstance(value, str):
+            value = _string(value)
+        else:
+            value = repr(float(value))
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _relative(path, folder):
+    try:
+        return Path(os.path.relpath(path, folder)).as_posix()
+    except ValueError:   # another drive (Windows): keep it absolute
+        return Path(path).as_posix()
+
+
+def save_scene(path, scene):
+    """Add `scene` to the scenes file at `path` (or replace the scene of that name), atomically;
+    a new file if there is none. Returns the scenes as the file now holds them."""
+    from ..atomic import atomic_path
+
+    path = Path(path)
+    scenes = load_scenes(path)   # a file broken since the start is refused, never overwritten
+    old_text = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    scenes[scene.name] = scene
+    folder = path.resolve().parent
+    text = _edited(old_text, scene, folder)
+    try:
+        if text is None or _parsed(text, path) != scenes:
+            text = HEADER + "".join("\n" + scene_toml(s, folder) for s in scenes.values())
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{path}: cannot save scene {scene.name!r} ({error.strerror or error})") from None
+    return scenes
+
+
+def _edited(text, scene, folder):
+    """`text` with the scene's table replaced where it stands, or appended; None if its header
+    cannot be told apart from the rest."""
+    lines = text.splitlines(keepends=True)
+    headers = []   # (line index, the table's name) of every table header line
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("[") and not line.lstrip().startswith("[["):
+            try:
+                headers.extend((i, name) for name in tomllib.loads(line.split("#")[0] + "\n"))
+            except tomllib.TOMLDecodeError:
+                continue
+    table = scene_toml(scene, folder)
+    starts = [i for i, name in headers if name == scene.name]
+    if not starts:
+        return text + ("" if text.endswith("\n") else "\n") + "\n" + table
+    if len(starts) > 1:
+        return None
+    later = [i for i, _ in headers if i > starts[0]]
+    end = later[0] if later else len(lines)
+    body = lines[starts[0]:end]
+    trailing = []   # blank lines and comments before the next table stay with it
+    while body and (not body[-1].strip() or body[-1].lstrip().startswith("#")) and len(body) > 1:
+        trailing.insert(0, body.pop())
+    return "".join(lines[:starts[0]]) + table + "".join(trailing) + "".join(lines[end:])
+
+
+def _parsed(text, path):
+    try:
+        tables = tomllib.loads(text)
+        return {name: _scene(path, name, fields) for name, fields in tables.items()}
+    except (tomllib.TOMLDecodeError, UserError):
+        return None
