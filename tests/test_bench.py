@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from flowvj.bench import LADDER, budget_ms, conv_gflop, parse_sizes, pick_from, pick_gen_size
+from flowvj.bench import LADDER, budget_ms, conv_gflop, parse_sizes, pick_from, pick_gen_size, runnable
 from flowvj.errors import UserError
-from flowvj.flow import RealNVP
+from flowvj.flow import FlowConfig, RealNVP
 from flowvj.flow.fast import fuse_for_inference
 from test_flow import perturbed
 
@@ -72,6 +72,14 @@ def test_pick_gen_size_climbs_the_ladder_until_a_size_misses():
     assert all(fits[:-1]) and (not fits[-1] or len(sizes) == len(ladder))
     assert size == pick_from(measured, 30)
     assert all(m["fps"] == pytest.approx(1e3 / m["decode_ms"]) for m in measured)
+
+
+def test_a_three_scale_flow_climbs_only_the_rungs_its_squeezes_divide():
+    model = perturbed(RealNVP(FlowConfig(mid_channels=8, num_blocks=1, num_scales=3)))
+    assert runnable(model, LADDER) == [s for s in LADDER if s[0] % 4 == 0 and s[1] % 4 == 0]
+    assert (96, 54) not in runnable(model, LADDER) and (64, 36) in runnable(model, LADDER)
+    _, measured = pick_gen_size(model, 0.01, ladder=LADDER[:3], repeats=3)  # every rung fits 100 s
+    assert [m["size"] for m in measured] == ["64x36", "128x72"]
 
 
 def test_bench_command_reports_consistent_figures_as_json(run_flowvj):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .generator import Generator, default_threads, resolve_device
+from .generator import Generator, check_size, default_threads, resolve_device
 
 LADDER = ((64, 36), (96, 54), (128, 72), (160, 90), (192, 108), (256, 144), (384, 216), (512, 288),
           (640, 360), (1280, 720))
@@ -142,6 +142,17 @@ def pick_from(measurements, fps, headroom=HEADROOM):
     return best["width"], best["height"]
 
 
+def runnable(model, sizes):
+    """The sizes the model's squeezes divide: a three-scale flow needs multiples of 4, so it skips
+    96x54 and 160x90 of the ladder."""
+    def ok(size):
+        try:
+            return check_size(model, size) == tuple(size)
+        except ValueError:
+            return False
+    return [size for size in sizes if ok(size)]
+
+
 def pick_gen_size(model, fps, headroom=HEADROOM, ladder=LADDER, repeats=5, max_s=0.3, **generator_options):
     """(size, measurements): the largest rung of `ladder` whose decode fits headroom / fps here.
 
@@ -152,7 +163,7 @@ def pick_gen_size(model, fps, headroom=HEADROOM, ladder=LADDER, repeats=5, max_s
     (measure_best), which the show should build its Generator with.
     """
     measurements = []
-    for size in sorted(ladder, key=lambda s: s[0] * s[1]):
+    for size in sorted(runnable(model, ladder), key=lambda s: s[0] * s[1]):
         measurements.append(measure_best(model, size, repeats, max_s, **generator_options))
         if measurements[-1]["decode_ms"] > budget_ms(fps, headroom):
             break
@@ -168,7 +179,7 @@ def run_bench(model, sizes=None, device="auto", threads=None, precision="fp32", 
     """
     device = resolve_device(device)
     ladder = sizes is None
-    sizes = LADDER if ladder else sizes
+    sizes = runnable(model, LADDER) if ladder else sizes
 
     def peak_key(row_threads):
         return "cuda" if device == "cuda" else str(row_threads)
