@@ -47,7 +47,7 @@ def live_run(path, fps, seconds, browser=None):
     from flowvj.engine import LiveLoop, open_live, size_text
 
     start = time.perf_counter()
-    _, show, ladder = open_live(track=LIVE_TRACK, silent=True, gen_size="auto", fps=fps, output_size=SIZE)
+    _, show, ladder, threads = open_live(track=LIVE_TRACK, silent=True, gen_size="auto", fps=fps, output_size=SIZE)
     pick_s = time.perf_counter() - start
     chosen = size_text(show.gen_size)
     log(f"  auto chose {chosen} in {pick_s:.1f} s (ladder below it: {[size_text(s) for s in ladder]})")
@@ -72,7 +72,7 @@ def live_run(path, fps, seconds, browser=None):
     try:
         drawn_before = page.evaluate("window.flowvjFrames") if page else None
         source = SilentPlayback(FileSource(LIVE_TRACK), loop=True)
-        loop = LiveLoop(show, source, [output], fps=fps, ladder=ladder)
+        loop = LiveLoop(show, source, [output], fps=fps, ladder=ladder, threads=threads)
         with source:
             began = time.perf_counter()
             stats = loop.run(seconds)

@@ -100,14 +100,14 @@ class Show:
 
     def __init__(self, model, images, mode="explore", seed=0, sample_rate=44100, backend="onnx",
                  interpolation="slerp", gen_size=None, generator=None, precision="fp32", device="cpu",
-                 latency_s=0.0):
+                 latency_s=0.0, threads=None):
         from .audio.analyzer import Analyzer
         from .generator import Generator
         from .navigate import Navigator
 
         self.model, self.precision, self.device = model, precision, device
         self.generator = generator or Generator(model, size=gen_size, backend=backend, precision=precision,
-                                                device=device)
+                                                device=device, threads=threads)
         self.images = np.asarray(images)
         self.image_latents = self.generator.encode(self.images)
         # weighted mode reads one spectrum section per image; beat events lead by latency_s
@@ -331,7 +331,7 @@ class LiveLoop:
     SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
     def __init__(self, show, source, outputs, fps=60.0, max_block_s=0.5, image_sets=None, bus=None,
-                 ladder=(), late_window_s=3.0, clock=None, quantum=None, scenes=None):
+                 ladder=(), late_window_s=3.0, clock=None, quantum=None, scenes=None, threads=None):
         from .control import ControlBus
 
         self.show, self.source, self.outputs = show, source, list(outputs)
@@ -342,6 +342,7 @@ class LiveLoop:
         self._arrived_images = None     # (name, latents, images) from the loading thread, or None
         self._arrived_size = None       # (Generator, latents, images) from a step-down, or None
         self._resizing, self._late_since = False, None
+        self._threads = dict(threads or {})   # size -> the ONNX Runtime threads measured faster there
         self.ladder = [tuple(size) for size in ladder]
         self.late_window_s = float(late_window_s)
         self.step_downs = []            # (time_s, from "WxH", to "WxH")
@@ -410,6 +411,8 @@ class LiveLoop:
             if action == "image_set" and value in self.image_sets:
                 threading.Thread(target=self._load_image_set, args=(value,), daemon=True).start()
                 return f"image set: {value} (loading)"
+            if action in ("scene", "save_scene"):   # keys 1-9 send the scene's place (an int)
+                return self._scene_control(action, value)
             handler = next((o for o in self.outputs if getattr(o, "handles", lambda name: False)(action)), None)
             if handler is not None:     # a control of a listener's own (MIDI learn's "midi_learn")
                 return handler.handle(action, value)
@@ -436,7 +439,11 @@ class LiveLoop:
         quantum, bar-quantised changes wait in _deferred for the next bar line."""
         for output in self.outputs:
             for action in getattr(output, "poll", lambda: [])():
-                self.bus.post(str(action.value if hasattr(action, "value") else action), source="key")
+                name = str(action.value if hasattr(action, "value") else action)
+                if name.startswith("scene:"):       # keys 1-9: the scene at that place in the file
+                    self.bus.post("scene", int(name[6:]), source="key")
+                    continue
+                self.bus.post(name, source="key")
             for name, value in getattr(output, "pending_controls", lambda: [])():
                 self.bus.post(name, value, source="page")
         events = [(e.name, e.value, e.source) for e in self.bus.drain()]
@@ -481,6 +488,48 @@ class LiveLoop:
             self.show.navigator.set_temperature(self.temperature)
         self.announce(f"image set: {name} ({len(latents)} images)")
 
+    def _scene_control(self, action, name):
+        """Recall a scene (by name, or by its place from 1) or save the show's state as one, in
+        the --scenes file (`scene_file`); see control/scenes.py. Returns the caption."""
+        from .control.scenes import image_set_name, save_scene, scene_now
+        from .navigate import lerp, slerp
+
+        navigator = self.show.navigator
+        if action == "save_scene":
+            scene = scene_now(name, self.image_sets.get(self.image_set), navigator.mode_name,
+                              navigator.interpolation, self.temperature, self.speed,
+                              self.sensitivity, self.brightness, self.show.gen_size)
+            if getattr(self, "scene_file", None) is None:
+                raise UserError("no --scenes FILE to save the scene in")
+            self.scenes = save_scene(self.scene_file, scene)
+            self.scene = scene.name
+            return f"scene saved: {scene.name}"
+        names = list(self.scenes)
+        if isinstance(name, int) and 1 <= name <= len(names):
+            name = names[name - 1]
+        scene = self.scenes.get(name) if isinstance(name, str) else None
+        if scene is None:
+            log.info("live: no scene %r (scenes: %s)", name, ", ".join(names) or "none")
+            return None
+        if scene.interpolation and scene.interpolation != navigator.interpolation:
+            navigator.interpolation = scene.interpolation
+            navigator.interpolate = slerp if scene.interpolation == "slerp" else lerp
+        if scene.temperature is not None:
+            self.temperature = navigator.set_temperature(scene.temperature)
+        restyled = navigator.interpolate is not navigator.mode.interpolate   # the mode's own is old
+        if (scene.mode and scene.mode != navigator.mode_name) or restyled:
+            self._set_mode(scene.mode or navigator.mode_name)      # cross-faded
+        for key in ("speed", "sensitivity", "brightness"):
+            if getattr(scene, key) is not None:
+                setattr(self, key, getattr(scene, key))
+        image_set = image_set_name(self.image_sets, scene)
+        if image_set is not None and image_set != self.image_set:
+            threading.Thread(target=self._load_image_set, args=(image_set,), daemon=True).start()
+        self.scene = scene.name
+        kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
+        return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
+                                         f"{size_text(scene.gen_size)})" if kept else "")
+
     def _set_mode(self, name):
         options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
         self.show.navigator.set_mode(name, **options)
@@ -508,7 +557,7 @@ class LiveLoop:
 
         try:
             generator = Generator(self.show.model, size=size, precision=self.show.precision,
-                                  device=self.show.device)
+                                  device=self.show.device, threads=self._threads.get(size))
             images = resize_images(self.show.images, size)
             self._arrived_size = (generator, generator.encode(images), images)
         except Exception:  # noqa: BLE001 - a failed step-down must not stop the show
@@ -652,14 +701,14 @@ def scaled_ladder(output_size):
 
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
-              silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="auto",
+              silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="fp32",
               compute="cpu", latency_ms=0.0):
     """The source, the Show and the step-down ladder of a live session: a track played (or
     followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
     this machine draws within the frame budget, measured now) or None (the model's own size).
-    precision: "fp32", "int8" (decode only; encode stays exact) or "auto": fp32 unless int8
-    reaches a larger size on the auto ladder (then int8: a sharper picture at ~32 dB from the
-    exact decode beats an exact small one on a projector); with a fixed gen_size, auto is fp32.
+    precision: "fp32" or "int8" (decode only; encode stays exact; ~41 dB from fp32). Returns
+    (source, show, ladder, threads): the ladder below the chosen size for stepping down, and the
+    ONNX Runtime threads measured faster at each size tried.
 
     Everything the user can get wrong is checked before the model loads and before any output
     opens: the output device (so `serve` says so before it prints its URL), the images."""
@@ -693,26 +742,23 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     from .generator import resolve_device
 
     compute = resolve_device(compute)
-    ladder = ()
+    ladder, threads = (), {}
     if gen_size == "auto":
         from .bench import pick_gen_size
 
         ladder = scaled_ladder(output_size)
-        tried = ("fp32", "int8") if precision == "auto" and compute == "cpu" else (
-            "fp32" if precision == "auto" else precision,)
-        picks = {p: pick_gen_size(model, fps, ladder=ladder, precision=p, device=compute)[0] for p in tried}
-        precision = max(tried, key=lambda p: (picks[p][0] * picks[p][1], p == "fp32"))
-        gen_size = picks[precision]
-        log.info("generation size %s, %s decode (auto: the largest this machine draws at %g fps; %s)",
-                 size_text(gen_size), precision, fps,
-                 ", ".join(f"{p} {size_text(size)}" for p, size in picks.items()))
+        gen_size, measured = pick_gen_size(model, fps, ladder=ladder, precision=precision, device=compute)
+        threads = {(row["width"], row["height"]): row["threads"] for row in measured}
+        log.info("generation size %s (auto: the largest this machine draws at %g fps; decode %s)",
+                 size_text(gen_size), fps,
+                 ", ".join(f"{row['size']} {row['decode_ms']:.0f} ms" for row in measured))
     elif gen_size is None:
         gen_size = (model.config.image_size,) * 2
-    if precision == "auto":
-        precision = "fp32"
     check_gen_memory(gen_size, model)
     images = load_show_images(images, gen_size)
     # Built before the source starts: the model's export takes a few seconds a track must not lose.
     show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size,
-                precision=precision, device=compute, latency_s=latency_ms / 1000.0)
-    return source, show, [size for size in ladder if size[0] * size[1] <= gen_size[0] * gen_size[1]]
+                precision=precision, device=compute, latency_s=latency_ms / 1000.0,
+                threads=threads.get(tuple(gen_size)))
+    ladder = [size for size in ladder if size[0] * size[1] <= gen_size[0] * gen_size[1]]
+    return source, show, ladder, threads
