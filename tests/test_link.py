@@ -186,10 +186,44 @@ def test_a_quantised_change_lands_within_one_frame_of_the_midi_clocks_bar_line(s
     # it before (the clock hears the ticks up to one JACK period late: 6 ms of slack), this one
     # after, so the change lands within one frame of the bar line.
     assert previous - 0.006 <= bar_line <= applying + 0.001, (previous - bar_line, applying - bar_line)
-    assert applying - bar_line <= applying - previous + 0.001
+    assert applying - bar_line <= applying - previous + 0.006
     assert all(mode == "explore" for t, mode, _ in watcher.frames if t < bar_line)
     assert watcher.frames[-1][1] == "weighted"
     assert watcher.frames[-1][2] == pytest.approx(bpm, abs=0.5)          # the clock's tempo in the meters
+
+
+def test_play_follows_a_midi_clock(show_parts, jack, subprocess_env, tmp_path):  # noqa: F811
+    _, _, track = show_parts
+    stats = tmp_path / "s.json"
+    sender = subprocess.Popen([sys.executable, "-c", DJ_CLOCK, "120", "60"], env=jack.env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = dict(subprocess_env, JACK_DEFAULT_SERVER=jack.name, JACK_NO_START_SERVER="1",
+               SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
+    try:
+        assert sender.stdout.readline().strip() == "ready"
+        show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "5", "--gen-size", "32x18",
+                                 "--midi-clock", "dj:clock", "--latency-ms", "20", "--stats", stats],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = show.stdout.readline()
+            while line and not line.startswith("MIDI clock: from dj:clock"):
+                line = show.stdout.readline()
+            assert line, show.stderr.read()[-3000:]
+            sender.stdin.write("go\n")
+            sender.stdin.flush()
+            _, err = show.communicate(timeout=120)
+        finally:
+            show.kill()
+    finally:
+        sender.kill()
+        sender.wait(10)
+    assert show.returncode == 0, err[-3000:]
+    assert json.loads(stats.read_text())["tempo_bpm"] == pytest.approx(120.0, abs=0.5)   # not the track's 128
+
+
+def test_an_unknown_midi_clock_port_is_one_line(run_flowvj):
+    one_line_error(run_flowvj("play", "--silent", "--midi-clock", "CDJ-3000", timeout=60),
+                   "--midi-clock CDJ-3000: no MIDI input port matches")
 
 
 # -- Ableton Link --------------------------------------------------------------------------------

@@ -67,15 +67,16 @@ class MidiClock:
     @classmethod
     def open(cls, port, latency_s=0.0, flag="--midi-clock", **options):
         """A MidiClock fed by the MIDI input port `port` names (part of a name)."""
-        from .midi import open_input
+        from .midi import MidiPort
 
         clock = cls(latency_s=latency_s, **options)
-        clock._port = open_input(port, lambda message: clock.feed(message, time.perf_counter()), flag)
+        clock._port = MidiPort(port, clock.feed, flag, timing=True)
         clock.name = clock._port.name
         return clock
 
     def feed(self, message, arrival_s):
-        """One mido message that arrived at arrival_s (perf_counter seconds)."""
+        """One mido message that arrived at arrival_s (perf_counter seconds; MidiPort stamps
+        it with the time rtmidi received it, so the GIL's delays do not jitter the ticks)."""
         kind = message.type
         with self._lock:
             if kind == "clock":

@@ -36,10 +36,12 @@ atomically. The rewrite keeps the bindings, not the comments of a hand-written f
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import sys
 import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,26 +84,24 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def _systems():
-    import mido
-
-    return [api for api in mido.Backend("mido.backends.rtmidi").module.get_api_names() if api in SYSTEMS]
-
-
 def input_ports():
     """(system, port name) of every MIDI source on every running MIDI system, and the names of
     the systems that are not running (e.g. no ALSA sequencer, no JACK server)."""
-    import mido
+    import rtmidi
 
     ports, absent = [], []
+    compiled = rtmidi.get_compiled_api()
     with _quiet_stderr():
-        for api in _systems():
-            try:
-                names = mido.Backend(f"mido.backends.rtmidi/{api}").get_input_names()
-            except Exception:  # noqa: BLE001 - rtmidi raises its own SystemError when a system is down
-                absent.append(SYSTEMS[api])
+        for system in SYSTEMS:
+            if getattr(rtmidi, f"API_{system}") not in compiled:
                 continue
-            ports += [(api, name) for name in dict.fromkeys(names)]
+            try:
+                probe = rtmidi.MidiIn(getattr(rtmidi, f"API_{system}"))
+            except rtmidi.SystemError:       # the system is down (no sequencer, no server)
+                absent.append(SYSTEMS[system])
+                continue
+            ports += [(system, name) for name in dict.fromkeys(probe.get_ports())]
+            probe.delete()
     return ports, absent
 
 
@@ -127,17 +127,65 @@ def find_input(fragment, flag="--midi-in"):
                     "give more of the name")
 
 
-def open_input(fragment, callback, flag="--midi-in"):
-    """A mido input port (python-rtmidi) on the port `fragment` names, calling `callback(message)`
-    from rtmidi's thread for every message, clock ticks included."""
-    import mido
+class MidiPort:
+    """One MIDI input port, read by a thread of ours that calls `on_message(message, arrival_s)`
+    with each mido Message and when it arrived (perf_counter seconds).
 
-    api, name = find_input(fragment, flag)
-    try:
-        with _quiet_stderr():
-            return mido.Backend(f"mido.backends.rtmidi/{api}").open_input(name, callback=callback)
-    except Exception as error:  # noqa: BLE001 - a port unplugged between listing and opening
-        raise UserError(f"{flag} {fragment}: cannot open MIDI port {name!r} ({error})") from None
+    Why not rtmidi's callback (mido's way): on JACK, rtmidi runs it in JACK's process thread,
+    where Python's callback must wait for the GIL. A frame loop holding it for a few ms made
+    that thread miss its period, and JACK's xruns then repeated one event and lost the next.
+    Here rtmidi's thread only queues the bytes, and this thread polls the queue every POLL_S.
+
+    Arrival times come from rtmidi's own timestamps (the gaps between messages, taken as they
+    arrived in rtmidi's thread), placed on perf_counter by the earliest any message could have
+    arrived (a poll can only see a message after it arrived): so polling and the GIL delay
+    when a message is read, never the time it is stamped with. DRIFT_PER_S lets that anchor
+    follow a MIDI clock that runs fast against perf_counter."""
+
+    POLL_S = 0.001
+    DRIFT_PER_S = 1e-4
+
+    def __init__(self, fragment, on_message, flag="--midi-in", timing=False):
+        import rtmidi
+
+        system, self.name = find_input(fragment, flag)
+        try:
+            with _quiet_stderr():
+                self._in = rtmidi.MidiIn(getattr(rtmidi, f"API_{system}"), "flowvj")
+                self._in.ignore_types(sysex=True, timing=not timing, active_sense=True)
+                self._in.open_port(self._in.get_ports().index(self.name), "in")
+        except (rtmidi.RtMidiError, ValueError) as error:   # unplugged between listing and opening
+            raise UserError(f"{flag} {fragment}: cannot open MIDI port {self.name!r} ({error})") from None
+        self.on_message = on_message
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="flowvj-midi", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        import mido
+
+        anchor, elapsed, polled = math.inf, 0.0, time.perf_counter()
+        while not self._stop.is_set():
+            got = self._in.get_message()
+            now = time.perf_counter()
+            if got is None:
+                time.sleep(self.POLL_S)
+                continue
+            data, gap_s = got
+            elapsed += gap_s
+            anchor = min(anchor + (now - polled) * self.DRIFT_PER_S, now - elapsed)
+            polled = now
+            try:
+                message = mido.Message.from_bytes(data)
+            except ValueError:      # a broken message from the controller: skip it
+                continue
+            self.on_message(message, anchor + elapsed)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self._in.close_port()
+        self._in.delete()
 
 
 def ports_table():
@@ -351,7 +399,7 @@ class MidiInput:
         self.received = self.posted = self.saves = 0
         self.learned, self._armed = None, None
         self._lock, self._save_lock = threading.Lock(), threading.Lock()
-        self._port = open_input(port, self._receive, flag)
+        self._port = MidiPort(port, self._receive, flag)
         self.name = self._port.name
 
     def handles(self, name):
@@ -370,8 +418,8 @@ class MidiInput:
             return "MIDI learn off"
         return f"MIDI learn: move a control for {target[0]}" + (f" = {target[1]}" if target[1] else "")
 
-    def _receive(self, message):
-        """rtmidi's thread (JACK's process thread, for JACK): post, never wait on a file."""
+    def _receive(self, message, arrival_s):
+        """The port's thread: post, never wait on a file."""
         self.received += 1
         if self._learn(message):
             threading.Thread(target=self._save, name="flowvj-midi-learn", daemon=True).start()
