@@ -3,7 +3,7 @@
 1. MIDI CC -> bus: a private JACK server (dummy driver, 256-frame periods), a virtual output
    port in this process sending a CC every --cc-every-ms to MidiInput; per CC, the time from
    the send to its ControlEvent on the bus (time.monotonic() both). JACK hands MIDI over once a
-   period, so 0..5.8 ms is the transport itself.
+   period, so 0..5.8 ms is the transport itself; MidiPort polls rtmidi's queue every 1 ms.
 2. MIDI clock: a sender process spins to send Start and then ticks exactly on a 124 BPM grid
    (24 a beat) to a JACK port; MidiClock (latency_s = 0) is read every 7 ms in this process.
    Phase error: its beat position against the sender's grid at the same perf_counter time, in

@@ -67,7 +67,7 @@ class MidiClock:
     @classmethod
     def open(cls, port, latency_s=0.0, flag="--midi-clock", **options):
         """A MidiClock fed by the MIDI input port `port` names (part of a name)."""
-        from .midi import MidiPort
+        from .midi_ports import MidiPort
 
         clock = cls(latency_s=latency_s, **options)
         clock._port = MidiPort(port, clock.feed, flag, timing=True)
