@@ -235,14 +235,18 @@ clock = LinkClock(quantum=4)
 deadline = time.perf_counter() + 10
 while clock.state(time.perf_counter()) is None and time.perf_counter() < deadline:
     time.sleep(0.01)
-samples = []
+samples, ahead = [], []
 for _ in range(200):
     now = time.perf_counter()
     state = clock.state(now)
     if state is not None:
         samples.append((now, *state))
+        clock.latency_s = 0.1
+        ahead.append(clock.state(now)[1] - state[1])
+        clock.latency_s = 0.0
     time.sleep(0.01)
 clock.close()
+print(json.dumps(ahead))
 print(json.dumps(samples))
 """
 
@@ -262,7 +266,8 @@ def test_a_link_clock_takes_the_sessions_tempo_and_phase_from_the_peer_there_fir
     result = in_namespace(f"{sys.executable} {PEER} 124 30 > {peer_out} & P=$!; sleep 1; "
                           f"{sys.executable} -c '{CLOCK_PROCESS}'; kill $P")
     assert result.returncode == 0, result.stderr[-3000:]
-    samples = json.loads(result.stdout.splitlines()[-1])
+    samples, ahead = json.loads(result.stdout.splitlines()[-1]), json.loads(result.stdout.splitlines()[-2])
+    assert ahead and all(difference == pytest.approx(0.1 * 124 / 60, abs=1e-3) for difference in ahead)
     peer_lines = [line.split() for line in peer_out.read_text().splitlines()[1:-1]]     # past "ready"
     peer_t = [float(p[0]) for p in peer_lines if int(p[3])]
     peer_beat = [float(p[1]) for p in peer_lines if int(p[3])]
