@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Debian packages for sound: PortAudio for sounddevice, and a PulseAudio daemon with ALSA's pulse
 # plugin, which the live-audio tests start privately (no sound card needed); and Chromium, which
 # the browser-view test drives through playwright (no browser download).
-SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium
+SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium jackd2 iproute2
 
 .PHONY: demo test setup system-packages clean train-lite snapshot-lite
 
