@@ -5,9 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Debian packages for sound: PortAudio for sounddevice, and a PulseAudio daemon with ALSA's pulse
-# plugin, which the live-audio tests start privately (no sound card needed); and Chromium, which
-# the browser-view test drives through playwright (no browser download).
-SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium jackd2 iproute2
+# plugin, which the live-audio tests start privately (no sound card needed); Chromium, which
+# the browser-view test drives through playwright (no browser download); jackd2, whose dummy
+# driver carries MIDI between virtual ports in the MIDI tests; iproute2 for the private network
+# namespaces of the Link and NDI tests; libavahi-client3, which the (optional) NDI runtime links.
+SYSTEM_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium jackd2 iproute2 \
+	libavahi-client3
 
 .PHONY: demo test setup system-packages clean train-lite snapshot-lite
 
