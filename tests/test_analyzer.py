@@ -235,8 +235,9 @@ def test_cost_per_block_is_well_under_the_block_duration():
 def test_analyze_returns_the_json_record_of_the_causal_run():
     track = synth_track(128, 12, seed=0)
     result = analyze(track.audio, track.sample_rate)
-    assert set(result) == {"tempo_bpm", "beats", "onsets", "duration"}
+    assert set(result) == {"tempo_bpm", "beats", "onsets", "duration", "phase_confidence"}
     assert result["tempo_bpm"] == pytest.approx(128, rel=0.01)
+    assert 0.3 < result["phase_confidence"] <= 1.0
     assert result["duration"] == pytest.approx(12.0)
     assert np.all(np.diff(result["beats"]) > 0) and np.all(np.diff(result["onsets"]) > 0)
     json.dumps(result)
@@ -254,6 +255,7 @@ def test_flowvj_analyze_json_prints_tempo_beats_and_onsets(run_flowvj, tmp_path)
     assert len(late) >= 10
     assert np.max(np.abs(late - np.round(late / (60 / 140)) * (60 / 140))) < 0.05   # on the grid
     assert record["duration"] == pytest.approx(12.0, abs=0.01)
+    assert 0.0 <= record["phase_confidence"] <= 1.0
 
 
 def test_flowvj_analyze_with_a_missing_file_fails_with_one_line(run_flowvj, tmp_path):

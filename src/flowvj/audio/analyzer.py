@@ -21,14 +21,17 @@ any block size), and from it:
 - attack/release smoothing with time constants in seconds, coefficients from each frame's dt,
   so the envelope does not depend on the hop or block size (`attack_release`);
 - tempo, beats and beat phase from `tempo.BeatTracker`, fed with the log-magnitude flux of 12
-  equal-weight log bands (every onset counts, loud or quiet; the bass as much as the treble).
+  equal-weight log bands for the tempo (every onset counts, loud or quiet; the bass as much as
+  the treble) and the overall linear flux for the phase (`PHASE_INPUT`: the loud kick and snare
+  decide where the beat is, not the offbeat hats; why in tempo.py); it predicts each beat, so
+  `beat_event` can fire `latency_s` before the beat is heard.
 
-Only numpy on the per-block path (~0.2 ms per 1024-sample block here). aubio was measured and
-left out: aubio.tempo is causal and block-wise (its beats fall inside the block that reports
-them) but at 1024-sample blocks its beat F on the six shared LMMS tracks was 0.43-0.95 (0.61-0.99
-at 512), and aubio.onset gives one overall onset function (not per band), 41 ms after the 808
-kicks at hop 512; the numpy flux gives every band from one FFT. Levels are zero
-until audio arrives; the tempo is 0 until the tracker locks.
+Only numpy on the per-block path. aubio was measured and left out as the tracker: aubio.tempo
+is causal and block-wise, but on the 19 shared LMMS tracks (hop 512, its better setting) its
+tempo was off by more than 2 % on 6 and its median beat F was 0.89, against 19/19 and 0.94-0.99
+here (benchmarks/audio_accuracy.py runs both); aubio.onset gives one overall onset function
+(not per band), 41 ms after the 808 kicks at hop 512; the numpy flux gives every band from one
+FFT. Levels are zero until audio arrives; the tempo is 0 until the tracker locks.
 """
 
 from dataclasses import dataclass
@@ -58,6 +61,9 @@ MIN_ONSET_PEAK = 0.002
 # (benchmarks/README.md).
 FLUX_COMPRESSION = 15.0
 FLUX_AVERAGE_S = 10.0       # flux is relative to its average over about this long
+# What the tracker's phase comb listens to: "linear", the overall flux of the gain-normalised
+# magnitude (loud hits count most), or "log", the tempo's 12-band log flux (see benchmarks/beat_cv.py)
+PHASE_INPUT = "linear"
 
 
 @dataclass
@@ -83,6 +89,14 @@ class Features:
     tempo_bpm: current tempo in BPM, inside the preferred range (0.0 until the tracker locks).
     beat: a beat fell in this block.  beat_phase: position in the current beat at time_s, 0..1
         (0 = on the beat).  beat_confidence: 0..1, how periodic the recent onsets are at tempo_bpm.
+    next_beat_s: the predicted stream time (s) of the next beat after time_s (nan until the
+        tracker locks): the tracker knows it before any onset of that beat is heard.
+    beat_event: the predicted beat time minus the Analyzer's `latency_s` fell in this block
+        (in (time_s - dt_s, time_s]): fire a visual on it and, if latency_s is the time from
+        audio to the screen or speaker, it is seen when the beat is heard. With latency_s = 0 it
+        equals `beat`. At most one event per beat, even when the prediction moves.
+    phase_confidence: 0..1, how clearly and steadily the recent onsets mark the predicted
+        phase (0 before a lock, right after a tempo change, or while another phase leads).
     gain_db: the adaptive gain in dB, minus the long-term RMS in dBFS (a mix 30 dB quieter gets
         30 dB more).
     """
@@ -108,6 +122,9 @@ class Features:
     beat_confidence: float
     gain_db: float
     flux: float = 0.0
+    next_beat_s: float = float("nan")
+    beat_event: bool = False
+    phase_confidence: float = 0.0
 
     @property
     def beat_time_s(self):
@@ -251,13 +268,19 @@ class Analyzer:
         average slowly, so it still looks quieter.
     tempo_range : (float, float)
         Preferred BPM range [lo, hi); tempi are folded into it (80-180 by default).
+    latency_s : float
+        How long before each predicted beat `Features.beat_event` fires (s, >= 0): the output's
+        latency (audio buffer + frame + display), so that the visual lands on the beat.
     """
 
     def __init__(self, sample_rate=44100, n_bands=8, frame_size=1024, hop_size=512, fmin_hz=40.0,
                  fmax_hz=16000.0, attack_s=0.01, release_s=0.25, gain_rise_s=3.0, gain_fall_s=12.0,
-                 tempo_range=(80.0, 180.0)):
+                 tempo_range=(80.0, 180.0), latency_s=0.0):
         if not 0 < hop_size <= frame_size:
             raise ValueError(f"hop_size must be in 1..frame_size, got {hop_size}")
+        if not latency_s >= 0:
+            raise ValueError(f"latency_s must be >= 0, got {latency_s}")
+        self.latency_s = float(latency_s)
         self.sample_rate, self.n_bands = int(sample_rate), int(n_bands)
         self.frame_size, self.hop_size = int(frame_size), int(hop_size)
         self.attack_s, self.release_s = attack_s, release_s
@@ -296,6 +319,7 @@ class Analyzer:
         self._flux = 0.0
         self._flux_avg = _LongTermAverage((), FLUX_AVERAGE_S, FLUX_AVERAGE_S)
         self._levels = (0.0, np.zeros(n))          # last (rms ratio, band ratios), for tiny blocks
+        self._announced_beat_s = -np.inf            # the last predicted beat a beat_event fired for
         self.tempo.reset()
 
     def process(self, block):
@@ -334,6 +358,7 @@ class Analyzer:
             self._buffer = buf
         time_s = self._samples / self.sample_rate
         tempo_bpm, phase, confidence = self.tempo.state(time_s)
+        beat_event = self._beat_event(time_s, len(block) / self.sample_rate)
         rms_ratio, band_ratio = self._levels
         return Features(
             time_s=time_s, dt_s=len(block) / self.sample_rate,
@@ -346,7 +371,39 @@ class Analyzer:
             hats=float(strength[3]), hats_onset=bool(events[3]),
             tempo_bpm=float(tempo_bpm), beat=beat, beat_phase=phase, beat_confidence=confidence,
             gain_db=float(20 * np.log10(self._gain)), flux=self._flux,
+            next_beat_s=self._next_beat_s(time_s),
+            beat_event=beat_event, phase_confidence=float(self.tempo.phase_confidence),
         )
+
+    def _next_beat_s(self, time_s):
+        """The tracker's predicted next beat after time_s (a block may end up to a hop after the
+        last frame the tracker saw); nan without a tempo."""
+        if self.tempo.period_s <= 0:
+            return float("nan")
+        beat_s = self.tempo.next_beat_s
+        while beat_s <= time_s:
+            beat_s += self.tempo.period_s
+        return float(beat_s)
+
+    def _beat_event(self, time_s, dt_s):
+        """True if a predicted beat minus latency_s falls in this block and has not fired yet.
+
+        The candidates are the beat the tracker emitted last and its predicted ones. A beat less
+        than half a period after the last one announced is the same beat, moved by a phase nudge;
+        one that was due more than a block before this one (a first lock on a past beat, a
+        re-phase) is skipped: a visual that late would be off the beat."""
+        period = self.tempo.period_s
+        if period <= 0:
+            return False
+        candidates = [self.tempo.last_beat_s]
+        while candidates[-1] - self.latency_s <= time_s:
+            candidates.append(self.tempo.next_beat_s + (len(candidates) - 1) * period)
+        fired = False
+        for beat_s in candidates[:-1]:
+            due_s = beat_s - self.latency_s
+            if beat_s > self._announced_beat_s + 0.5 * period and time_s - 2 * dt_s < due_s <= time_s:
+                self._announced_beat_s, fired = beat_s, True
+        return fired
 
     def _relative_flux(self, flux, dt_s):
         """The block's mean flux relative to its long-term average (silence leaves the average
@@ -389,7 +446,8 @@ class Analyzer:
         log_flux = float(np.maximum(compressed - self._previous_compressed, 0.0) @ self.tempo_weights)
         self._previous_mag, self._previous_log, self._previous_compressed = mag, log_mag, compressed
         strength, events = self._onsets.update(flux, self.frame_dt_s)
-        beat = self.tempo.update(tempo_flux, frame_end_s, delay_s=self.frame_dt_s)
+        phase_flux = float(flux[0]) if PHASE_INPUT == "linear" else tempo_flux
+        beat = self.tempo.update(tempo_flux, frame_end_s, self.frame_dt_s, phase_flux)
         return strength, events, beat, log_flux
 
 
@@ -410,12 +468,14 @@ def analyze(samples, sample_rate=44100, block_size=1024, **analyzer_options):
     dict with tempo_bpm (the confidence-weighted median of the tempo over every block after the
     lock: the estimate the tracker held most confidently, robust to a wrong first lock; 0.0 if it
     never locked), beats (the times, s, of the beats the tracker emitted), onsets (times, s, of
-    the ends of the blocks with an overall onset event: when a live show would have seen them)
-    and duration (s).
+    the ends of the blocks with an overall onset event: when a live show would have seen them),
+    duration (s) and phase_confidence (the mean of `Features.phase_confidence` over the blocks
+    after the lock, 0..1: how much of the track the predicted phase was clearly marked; 0.0 if
+    it never locked).
     """
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
     analyzer = Analyzer(sample_rate, **analyzer_options)
-    beats, onsets, tempi, confidences = [], [], [], []
+    beats, onsets, tempi, confidences, phase_confidences = [], [], [], [], []
     for start in range(0, len(samples), block_size):
         block = samples[start:start + block_size]
         features = analyzer.process(np.pad(block, (0, block_size - len(block))))
@@ -426,8 +486,10 @@ def analyze(samples, sample_rate=44100, block_size=1024, **analyzer_options):
         if features.tempo_bpm > 0:
             tempi.append(features.tempo_bpm)
             confidences.append(features.beat_confidence)
+            phase_confidences.append(features.phase_confidence)
     return {"tempo_bpm": round(_weighted_median(tempi, confidences), 2), "beats": beats, "onsets": onsets,
-            "duration": round(len(samples) / sample_rate, 4)}
+            "duration": round(len(samples) / sample_rate, 4),
+            "phase_confidence": round(float(np.mean(phase_confidences)), 3) if phase_confidences else 0.0}
 
 
 def _weighted_median(values, weights):

@@ -1,0 +1,279 @@
+"""Choose the beat tracker's settings by cross-validation on the shared LMMS tracks.
+
+The 19 LMMS tracks of ../shared/data/music (sections A and A2 of its README: exact tempo and beat
+grid in `.beats`) are split once, by a rule fixed before any figure was seen: in name order, the
+1st, 3rd, 5th, ... track is in the tuning fold, the 2nd, 4th, ... is held out (`FOLDS`). Every
+candidate setting of a stage in `STAGES` runs on every track; the setting with the best median
+beat F on the tuning fold (ties: the best minimum) is the choice, and the figures that count are
+the held-out fold's with that choice. Stage 2 (how fast a new tempo takes over) only admits
+settings that re-lock within a median 4 beats on cross-fades between tuning-fold tracks
+(`TUNING_MIXES`). `BeatTracker`'s defaults and `analyzer.PHASE_INPUT` must be the final choice
+(the script says whether they are). What the reverse split (choosing on the held-out fold)
+would choose is printed too, as a check that the choice does not hang on the split.
+
+Scoring (shared with audio_accuracy.py):
+- tempo error after folding into the preferred range: the estimate and the declared tempo are
+  compared modulo octaves (x2, /2), so 180 BPM reported as 90 in an 80-180 range is right, while
+  2/3 and 3/2 errors count in full;
+- beat F (+-70 ms, beats after 5 s) against the reference at the tracker's metrical level: the
+  grid itself, or, when the tempo is reported at half the declared one, every other reference
+  beat (the better of the two ways to take them: both are beats of the grid).
+
+The analyzer's front end runs once per track (1024-sample blocks, as live); what it feeds the
+tracker is cached under $TMPDIR/flowvj-beat-cv and replayed for each setting.
+
+    .venv/bin/python benchmarks/beat_cv.py [--tracks N]
+"""
+
+import argparse
+import hashlib
+import inspect
+import itertools
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from flowvj.audio.analyzer import Analyzer, _weighted_median
+from flowvj.audio.analyzer import PHASE_INPUT
+from flowvj.audio.sources import FileSource
+from flowvj.audio import tempo
+from flowvj.audio.tempo import BeatTracker, beat_f_measure
+
+MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
+CACHE = Path(tempfile.gettempdir()) / "flowvj-beat-cv-2"
+RATE, BLOCK = 44100, 1024
+LOCK_IN_S = 5.0
+TOLERANCE_S = 0.07
+TRACKS = sorted(p.stem for p in MUSIC.glob("lmms_*.ogg"))
+FOLDS = {stem: ("tuned on" if i % 2 == 0 else "held out") for i, stem in enumerate(TRACKS)}
+# Candidate settings, searched in two stages (a full product would be 128 runs of 19 tracks):
+# stage 1 the tempo and phase choices, stage 2 how fast a new tempo takes over, with stage 1's
+# choice fixed. Each line is one choice the tracker's docstring explains.
+STAGES = [
+    {"thirds": (0.0, 0.5),               # the 2/3-tempo penalty in tempo_salience
+     "phase_input": ("log", "linear"),   # the phase comb on the tempo's log flux or the linear flux
+     "phase_margin": (1.15, 1.5),        # how clearly another phase must lead before a jump
+     "comb": ((8, 0.8), (16, 0.9))},     # phase comb teeth and their decay
+    {"recency_s": (2.0, 4.0),            # the autocorrelation's memory
+     "salience_s": (0.5, 1.0),           # the averaging of the salience
+     "switch_s": (0.5, 1.0)},            # how long a new tempo must lead
+]
+# Stage 2 also needs re-locks: cross-fades between tuning-fold tracks of different tempo
+# (from, its start s, to, its start s); a setting is eligible if their median re-lock is <= 4 beats.
+TUNING_MIXES = [("lmms_Shovon-ProgressiveHousePluckDemo_128bpm", 60, "lmms_Thomasso-AxeFromThe80s_140bpm", 60),
+                ("lmms_EsoXLB-CPU_128bpm", 60, "lmms_Oglsdl-PpTrip_140bpm", 30),
+                ("lmms_Alf42red-Mauiwowi_102bpm", 30, "lmms_Impulslogik-Zen_140bpm", 60),
+                ("lmms_Skiessi-Onion_140bpm", 60, "lmms_CapDan-ReggaetonTry_180bpm", 20)]
+MIX_HEAD_S, MIX_FADE_S = 20.0, 4.0
+# Stage 1 runs with stage 2's settings at these values (the tracker's defaults before this search).
+START = {"recency_s": 4.0, "salience_s": 1.0, "switch_s": 1.0}
+
+
+def declared_bpm(stem):
+    return float(stem.rsplit("_", 1)[1].removesuffix("bpm"))
+
+
+def tempo_error(estimated, declared):
+    """|estimated / declared - 1| after folding out octaves (0.5, 1, 2 ...); 1.0 for no tempo."""
+    if estimated <= 0:
+        return 1.0
+    octaves = np.log2(estimated / declared)
+    return float(abs(2 ** (octaves - np.round(octaves)) - 1))
+
+
+def level_f(beats, reference, estimated_bpm, declared, after_s=LOCK_IN_S):
+    """Beat F after `after_s` against the reference at the tracker's metrical level."""
+    beats, reference = np.asarray(beats, float), np.asarray(reference, float)
+    ratio = estimated_bpm / declared if estimated_bpm > 0 else 1.0
+    if ratio < 0.75:
+        grids = [reference[::2], reference[1::2]]
+    elif ratio > 1.5:
+        grids = [np.sort(np.concatenate([reference, (reference[:-1] + reference[1:]) / 2]))]
+    else:
+        grids = [reference]
+    return max(beat_f_measure(beats[beats > after_s], g[g > after_s], TOLERANCE_S) for g in grids)
+
+
+def load_reference(stem):
+    return np.loadtxt(MUSIC / f"{stem}.beats", comments="#")[:, 0]
+
+
+class _Recorder:
+    """Stands in for the analyzer's BeatTracker and keeps what it is fed (and runs the real one)."""
+
+    def __init__(self, tracker):
+        self.tracker, self.calls = tracker, []
+
+    def update(self, onset, time_s, delay_s=0.0, phase=None):
+        self.calls.append((onset, time_s, delay_s, onset if phase is None else phase))
+        return self.tracker.update(onset, time_s, delay_s, phase)
+
+    def __getattr__(self, name):
+        return getattr(self.tracker, name)
+
+
+def tracker_inputs(stem):
+    """(n, 4) array of (onset, time_s, delay_s, phase) the analyzer feeds its tracker on `stem`."""
+    path = CACHE / f"{stem}.npy"
+    if path.is_file():
+        return np.load(path)
+    samples = FileSource(MUSIC / f"{stem}.ogg", RATE).samples
+    analyzer = Analyzer(RATE)
+    analyzer.tempo = _Recorder(analyzer.tempo)
+    for start in range(0, len(samples) - BLOCK + 1, BLOCK):
+        analyzer.process(samples[start:start + BLOCK])
+    calls = np.array(analyzer.tempo.calls)
+    CACHE.mkdir(exist_ok=True)
+    np.save(path, calls)
+    return calls
+
+
+def replay(calls, phase_input="linear", **options):
+    """Run a BeatTracker with `options` on recorded inputs: (tempo BPM, beat times). phase_input
+    "log" feeds the phase comb the tempo's onset strength instead of the analyzer's linear flux."""
+    tracker = BeatTracker(RATE / 512, **options)
+    beats, tempi, confidences = [], [], []
+    for onset, time_s, delay_s, phase in calls:
+        if tracker.update(onset, time_s, delay_s, onset if phase_input == "log" else phase):
+            beats.append(tracker.last_beat_s)
+        if tracker.period_s > 0:
+            tempi.append(60.0 / tracker.period_s)
+            confidences.append(tracker.confidence)
+    return _weighted_median(tempi, confidences), np.array(beats)
+
+
+def options_of(names, setting, base=None):
+    """BeatTracker options (plus phase_input) for one setting of a stage's names."""
+    options = dict(base or {})
+    for name, value in zip(names, setting):
+        if name == "comb":
+            options["n_comb"], options["comb_decay"] = value
+        else:
+            options[name] = value
+    return options
+
+
+def mix_inputs(a, a_start, b, b_start):
+    """Tracker inputs of a cross-fade from a (MIX_HEAD_S s from a_start, the last MIX_FADE_S
+    fading out) into b (from b_start, 30 s), and b's reference beats in the mix's time."""
+    path = CACHE / f"mix-{a}-{b}.npy"
+    if not path.is_file():
+        xa, xb = FileSource(MUSIC / f"{a}.ogg", RATE).samples, FileSource(MUSIC / f"{b}.ogg", RATE).samples
+        n_head, n_fade = int(MIX_HEAD_S * RATE), int(MIX_FADE_S * RATE)
+        head = xa[int(a_start * RATE):int(a_start * RATE) + n_head]
+        tail = xb[int(b_start * RATE):int(b_start * RATE) + 30 * RATE]
+        ramp = np.linspace(0, np.pi / 2, n_fade)
+        mix = np.concatenate([head[:-n_fade], head[-n_fade:] * np.cos(ramp) + tail[:n_fade] * np.sin(ramp),
+                              tail[n_fade:]]).astype(np.float32)
+        analyzer = Analyzer(RATE)
+        analyzer.tempo = _Recorder(analyzer.tempo)
+        for start in range(0, len(mix) - BLOCK + 1, BLOCK):
+            analyzer.process(mix[start:start + BLOCK])
+        CACHE.mkdir(exist_ok=True)
+        np.save(path, np.array(analyzer.tempo.calls))
+    return np.load(path), load_reference(b) + MIX_HEAD_S - MIX_FADE_S - b_start
+
+
+def relock_beats(beats, tempi, reference, declared, after_s):
+    """Beats (of the new tempo) from after_s to the first of 4 emitted beats in a row on the
+    reference grid with the tempo within 2 % (octaves folded out); inf if never."""
+    for i in np.flatnonzero(beats >= after_s):
+        window = beats[i:i + 4]
+        if len(window) == 4 and all(tempo_error(t, declared) <= 0.02 for t in tempi[i:i + 4]) \
+                and all(np.min(np.abs(reference - b)) <= TOLERANCE_S for b in window):
+            return (beats[i] - after_s) / (60.0 / declared)
+    return float("inf")
+
+
+def replay_beats(calls, phase_input="linear", **options):
+    """(beat times, tempo at each beat) of a BeatTracker replayed on recorded inputs."""
+    tracker = BeatTracker(RATE / 512, **options)
+    beats, tempi = [], []
+    for onset, time_s, delay_s, phase in calls:
+        if tracker.update(onset, time_s, delay_s, onset if phase_input == "log" else phase):
+            beats.append(tracker.last_beat_s)
+            tempi.append(60.0 / tracker.period_s)
+    return np.array(beats), np.array(tempi)
+
+
+def evaluate(options, inputs, mixes):
+    """({track: (tempo error, beat F, BPM)}, [re-lock beats per tuning mix]) of one setting,
+    cached under CACHE by the options, the tracker's other defaults and its code (a rerun prints
+    at once; changing the defaults to the choice does not invalidate it)."""
+    defaults = {k: repr(v.default) for k, v in inspect.signature(BeatTracker.__init__).parameters.items()
+                if k not in options and v.default is not inspect.Parameter.empty}
+    code = "".join(inspect.getsource(f) for f in (tempo._acf, tempo.tempo_salience, tempo.beat_alignment,
+                                                   BeatTracker.update, BeatTracker._estimate,
+                                                   BeatTracker._choose_tempo, BeatTracker._follow_phase))
+    key = json.dumps([options, defaults], sort_keys=True) + hashlib.sha1(code.encode()).hexdigest()
+    path = CACHE / f"scores-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        per, relocks = json.loads(path.read_text())
+        return {stem: tuple(v) for stem, v in per.items()}, relocks
+    per = {}
+    for stem in TRACKS:
+        bpm, beats = replay(inputs[stem], **options)
+        per[stem] = (tempo_error(bpm, declared_bpm(stem)),
+                     level_f(beats, load_reference(stem), bpm, declared_bpm(stem)), bpm)
+    relocks = [relock_beats(*replay_beats(calls, **options), reference, declared_bpm(mix[2]), MIX_HEAD_S)
+               for (calls, reference), mix in zip(mixes, TUNING_MIXES)]
+    path.write_text(json.dumps([per, relocks]))
+    return per, relocks
+
+
+def median_f(per, fold):
+    f = [per[stem][1] for stem in TRACKS if FOLDS[stem] == fold]
+    return round(float(np.median(f)), 3), round(float(np.min(f)), 3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.parse_args()
+    inputs = {}
+    for stem in TRACKS:
+        print(f"front end: {stem}", file=sys.stderr, flush=True)
+        inputs[stem] = tracker_inputs(stem)
+    mixes = [mix_inputs(*mix) for mix in TUNING_MIXES]
+    chosen, reverse = dict(START), dict(START)
+    for number, grid in enumerate(STAGES, 1):
+        names = list(grid)
+        scores, relocks = {}, {}
+        for setting in itertools.product(*grid.values()):
+            options = options_of(names, setting, chosen)
+            print(f"stage {number}: {options}", file=sys.stderr, flush=True)
+            scores[setting], relocks[setting] = evaluate(options, inputs, mixes)
+        print(f"\nstage {number} ({', '.join(names)}), with {chosen}:\n")
+        print("| setting | tuning median F | tuning min F | held-out median F | held-out min F | tempo ok (all) "
+              "| tuning re-locks, beats |")
+        print("|---|---|---|---|---|---|---|")
+        for setting, per in scores.items():
+            ok = sum(per[s][0] <= 0.02 for s in TRACKS)
+            print(f"| {setting} | {median_f(per, 'tuned on')[0]} | {median_f(per, 'tuned on')[1]} "
+                  f"| {median_f(per, 'held out')[0]} | {median_f(per, 'held out')[1]} | {ok}/{len(TRACKS)} "
+                  f"| {[round(r, 1) for r in relocks[setting]]} |")
+        eligible = [s for s in scores if number == 1 or np.median(relocks[s]) <= 4] or list(scores)
+        best = max(eligible, key=lambda s: median_f(scores[s], "tuned on"))
+        back = max(eligible, key=lambda s: median_f(scores[s], "held out"))
+        chosen, reverse = options_of(names, best, chosen), options_of(names, back, reverse)
+        final = scores[best]
+        print(f"\nchosen on the tuning fold: {dict(zip(names, best))}; the reverse split would choose "
+              f"{dict(zip(names, back))} (its tuning-fold F: {median_f(scores[back], 'tuned on')})")
+    defaults = BeatTracker(RATE / 512)
+    same = all(getattr(defaults, k) == v for k, v in chosen.items() if k != "phase_input") \
+        and chosen["phase_input"] == PHASE_INPUT
+    print(f"\nchosen: {chosen}")
+    print(f"BeatTracker defaults and analyzer.PHASE_INPUT {'ARE' if same else 'are NOT'} this choice")
+    print("\n| track | fold | declared BPM | estimated BPM | tempo error % | beat F >5s |")
+    print("|---|---|---|---|---|---|")
+    for stem in TRACKS:
+        err, f, bpm = final[stem]
+        print(f"| {stem} | {FOLDS[stem]} | {declared_bpm(stem):.0f} | {bpm:.2f} | {100 * err:.2f} | {f:.3f} |")
+    print(f"\nheld-out fold with the choice: median F {median_f(final, 'held out')[0]}, "
+          f"min {median_f(final, 'held out')[1]}")
+
+
+if __name__ == "__main__":
+    main()
