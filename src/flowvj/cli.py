@@ -77,8 +77,11 @@ def _compare(args):
 
 def _devices(args):
     from .audio.devices import devices_table
+    from .control.midi_ports import ports_table
 
     print(devices_table())
+    print()
+    print(ports_table())
 
 
 def _bench(args):
@@ -150,27 +153,39 @@ def _live(args, outputs_for):
 
     _track_from_images(args)
     image_sets = _image_sets(args)      # checked before the model loads
+    scenes, record = _scenes(args), _record_path(args)      # --scenes and --record, before it too
     bus, osc_input, osc_outputs = _osc_io(args)     # a port in use or a bad --osc-send, before it too
+    ndi_outputs = _ndi_outputs(args)                # --ndi without the NDI extra, before it too
+    midi_outputs, clock = _dj_inputs(args, bus)     # an unknown MIDI port or a bad --midi-map too
     output_size = check_frame_size(args.size, even=False) if getattr(args, "size", None) else (1280, 720)
     track = getattr(args, "track", None)
     if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
         track = demo_track()
-    source, show, ladder = open_live(track=track, device=getattr(args, "device", None), images=args.images,
+    source, show, ladder, threads = open_live(track=track, device=getattr(args, "device", None), images=args.images,
                                      model_path=args.model, mode=args.mode, seed=args.seed,
                                      silent=getattr(args, "silent", False), gen_size=args.gen_size,
                                      fps=args.fps, output_size=output_size, precision=args.precision,
                                      compute=args.compute, latency_ms=args.latency_ms)
     print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
-    outputs = outputs_for(args) + osc_outputs
+    outputs = outputs_for(args) + osc_outputs + ndi_outputs + midi_outputs
+    recorders = _recorder(args, record, source)
+    outputs += recorders
     try:
         with source:
-            stats = LiveLoop(show, source, outputs, fps=args.fps, image_sets=image_sets,
-                             ladder=ladder, bus=bus).run(args.duration)
+            loop = LiveLoop(show, source, outputs, fps=args.fps, image_sets=image_sets,
+                            ladder=ladder, bus=bus, scenes=scenes, clock=clock, quantum=args.quantum,
+                            threads=threads)
+            loop.scene_file = getattr(args, "scenes", None)    # where "save scene" writes
+            stats = loop.run(args.duration)
     finally:
         if osc_input is not None:
             osc_input.close()
+        if clock is not None:
+            clock.close()
         for output in outputs:
             output.close()
+    for recorder in recorders:
+        stats.update(recorder.stats())      # record_frames, record_dropped
     if args.stats:
         with atomic_path(args.stats) as tmp:
             tmp.write_text(json.dumps(stats) + "\n")
@@ -180,6 +195,45 @@ def _live(args, outputs_for):
         print(f"{stats['frames']} frames, median {stats['median_fps']:.1f} fps, p95 frame time "
               f"{stats['p95_frame_ms']:.1f} ms, median audio-to-frame {stats['median_latency_ms']:.1f} ms, "
               f"drawn at {stats['gen_size']}")
+
+
+def _scenes(args):
+    """--scenes FILE: name -> Scene in file order ({} for a file not made yet: saving a scene
+    from the page makes it), each scene's images checked now."""
+    if not getattr(args, "scenes", None):
+        return {}
+    from .control.scenes import DEMO, load_scenes
+    from .engine import check_image_specs
+
+    scenes = load_scenes(args.scenes)
+    for scene in scenes.values():
+        if scene.images not in (None, DEMO):
+            check_image_specs(scene.images, f"{args.scenes}: scene {scene.name!r}: images")
+    print(f"scenes: {', '.join(scenes) or 'none yet'} ({args.scenes})", flush=True)
+    return scenes
+
+
+def _record_path(args):
+    """--record FILE.mp4 and --record-size, checked before the show starts (None: no --record)."""
+    if not getattr(args, "record", None):
+        return None
+    from .engine import check_frame_size
+    from .outputs.recorder import check_record_path
+
+    check_frame_size(args.record_size, flag="--record-size", even=True)
+    return check_record_path(args.record)
+
+
+def _recorder(args, path, source):
+    """The set recorder as a live output ([] without --record); the audio rate is the source's
+    once it runs."""
+    if path is None:
+        return []
+    from .outputs.recorder import Recorder
+
+    recorder = Recorder(path, rate=lambda: source.rate, size=args.record_size, fps=args.fps)
+    print(f"recording to {path} at {args.record_size[0]}x{args.record_size[1]}", flush=True)
+    return [recorder]
 
 
 def _osc_io(args):
@@ -200,6 +254,40 @@ def _osc_io(args):
         osc_input = OscInput(bus, host=args.osc_host, port=args.osc_port)
         print(f"OSC: listening on {osc_input.listening_on}", flush=True)
     return bus, osc_input, outputs
+
+
+def _ndi_outputs(args):
+    """[NdiOutput] for --ndi NAME (sending at --ndi-size, the show's --fps), else []."""
+    if getattr(args, "ndi", None) is None:
+        return []
+    from .outputs.ndi import NdiOutput
+
+    ndi = NdiOutput(args.ndi, size=args.ndi_size, fps=args.fps)
+    print(f"NDI: sending {ndi.size[0]}x{ndi.size[1]} as {ndi.source_name!r}", flush=True)
+    return [ndi]
+
+
+def _dj_inputs(args, bus):
+    """The MIDI controller (--midi-in: posts to `bus`; an output, so the loop hands it MIDI
+    learn) and the DJ's clock (--link, --midi-clock, Link first when both; None without). The
+    mapping is read and the ports opened now, so a wrong name is said before the model loads."""
+    from .control import clock as clocks
+
+    outputs, found, latency_s = [], [], args.latency_ms / 1000.0
+    if args.midi_in is not None:
+        from .control.midi import MidiInput
+
+        midi = MidiInput(bus, args.midi_in, args.midi_map)
+        outputs.append(midi)
+        print(f"MIDI: controls from {midi.name} ({len(midi.mapping.bindings)} bindings in {midi.map_path})",
+              flush=True)
+    if args.link:
+        found.append(clocks.LinkClock(quantum=args.quantum, latency_s=latency_s))
+        print(f"Link: on (quantum {args.quantum:g}); a session with peers leads the tempo", flush=True)
+    if args.midi_clock is not None:
+        found.append(clocks.MidiClock.open(args.midi_clock, latency_s=latency_s))
+        print(f"MIDI clock: from {found[-1].name}", flush=True)
+    return outputs, (clocks.FirstClock(found) if len(found) > 1 else found[0] if found else None)
 
 
 def _osc_addresses(args):
@@ -247,8 +335,11 @@ def _image_sets(args):
 def _web_outputs(args):
     from .outputs.web import WebOutput
 
+    from .control.scenes import load_scenes
+
     web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode},
-                    image_sets=list(_image_sets(args))).start()
+                    image_sets=list(_image_sets(args)),
+                    scenes=list(load_scenes(args.scenes)) if args.scenes else None).start()
     for url in web.urls:  # beyond loopback: the LAN address(es), with the token the server asks for
         print(f"open {url} in a browser", flush=True)
     return [web]
@@ -410,7 +501,7 @@ def build_parser():
     a = command("analyze", "tempo, beats and onsets of a track, from the same causal analyzer as live")
     a.add_argument("track", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...)")
     a.add_argument("--json", action="store_true",
-                   help='print {"tempo_bpm", "beats", "onsets", "duration"} (times in seconds)')
+                   help='print {"tempo_bpm", "beats", "onsets", "duration", "phase_confidence"} (times in seconds)')
     a.add_argument("--min-bpm", type=_positive(float), default=80.0, help="preferred tempo range, low end")
     a.add_argument("--max-bpm", type=_positive(float), default=180.0, help="preferred tempo range, high end")
     a.set_defaults(run=_analyze)
@@ -432,7 +523,8 @@ def build_parser():
                    help="WIDTHxHEIGHT the flow draws at before the upscale to --size (even; larger is "
                         "sharper and slower); auto = 128x72, about 2x real time for 720p on 2 cores")
     r.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="decode precision: fp32 exact, int8 about 2x faster at ~32 dB from it (encode stays exact)")
+                   help="decode precision: fp32 exact; int8 ~41 dB from it, faster only on CPUs with "
+                        "VNNI/AMX (encode stays exact)")
     r.add_argument("--size", type=_size, default="1280x720", help="video WIDTHxHEIGHT, even numbers")
     r.add_argument("--fps", type=_positive(float), default=30.0, help="video frame rate")
     r.add_argument("--duration", type=_positive(float), help="seconds of the track to render (default: all)")
@@ -462,9 +554,9 @@ def build_parser():
                        help="WIDTHxHEIGHT the flow draws at (even; larger is sharper and slower); "
                             "auto = the largest this machine draws at --fps, measured at start, "
                             "stepping down if frames run late")
-        p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
-                       help="decode precision: fp32 exact; int8 about 2x faster at ~32 dB from it (encode "
-                            "stays exact); auto = int8 only where it lets --gen-size auto draw larger")
+        p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                       help="decode precision: fp32 exact; int8 ~41 dB from it, faster only on CPUs with "
+                            "VNNI/AMX (encode stays exact)")
         p.add_argument("--fps", type=_positive(float), default=60.0, help="frame rate to aim for")
         p.add_argument("--latency-ms", type=float, default=0.0,
                        help="the delay from the show to the audience (display, projector, sound device not "
@@ -474,6 +566,16 @@ def build_parser():
                                                                  "until quit or the track ends)")
         p.add_argument("--stats", metavar="PATH", help="write the run's figures as one JSON object at the end "
                                                        "(frames, median_fps, p95_frame_ms, tempo_bpm, ...)")
+        p.add_argument("--scenes", metavar="FILE", help="scenes kept in this TOML file (one [name] table each: "
+                                                        "images, mode, speed, ...): keys 1-9 recall the first "
+                                                        "nine, the page and OSC /flowvj/scene any; the page "
+                                                        "saves new ones to it")
+        p.add_argument("--record", metavar="FILE.mp4", help="record the set as the audience sees and hears "
+                                                            "it (H.264 + AAC, playable even if the show is "
+                                                            "killed); frames the machine has no time for are "
+                                                            "dropped from the recording and counted")
+        p.add_argument("--record-size", type=_size, default="1280x720", metavar="WxH",
+                       help="the recording's WIDTHxHEIGHT, even numbers")
         p.add_argument("--osc-port", type=_osc_flag("parse_port"), metavar="PORT",
                        help="take the live controls as OSC on this UDP port (/flowvj/mode, /flowvj/speed, "
                             "...: see flowvj osc-addresses; 0 picks a free one)")
@@ -483,6 +585,27 @@ def build_parser():
         p.add_argument("--osc-send", type=_osc_flag("parse_target"), metavar="HOST:PORT",
                        help="send the show's telemetry as OSC to HOST:PORT: /flowvj/beat, /tempo, "
                             "/levels, /fps, /state (see flowvj osc-addresses)")
+        p.add_argument("--midi-in", metavar="NAME",
+                       help="take the live controls from a MIDI controller: part of its port name "
+                            "(see flowvj devices); CCs and notes through --midi-map, program change N "
+                            "recalls scene N")
+        p.add_argument("--midi-map", metavar="FILE",
+                       help="the MIDI mapping, TOML [[map]] entries (cc or note, channel, control, value); "
+                            "MIDI learn writes it (default: ~/.config/flowvj/midi.toml)")
+        p.add_argument("--midi-clock", metavar="NAME",
+                       help="follow the DJ's MIDI clock (24 ppqn, start/stop/continue) on this port "
+                            "instead of the tempo heard")
+        p.add_argument("--link", action="store_true",
+                       help="join an Ableton Link session: while it has peers, its tempo and beat lead")
+        p.add_argument("--quantum", type=_positive(float), default=4.0, metavar="BEATS",
+                       help="beats per bar: with --link or --midi-clock, changes of mode, image set and "
+                            "scene wait for the next bar line; Link shares its phase at this quantum")
+        p.add_argument("--ndi", metavar="NAME",
+                       help="also send the show as an NDI source NAME (Resolume, OBS, TouchDesigner); "
+                            "needs pip install 'flowvj[ndi]' (NDI's runtime is not free software)")
+        p.add_argument("--ndi-size", type=_size, default="1280x720", metavar="WxH",
+                       help="WIDTHxHEIGHT of the NDI frames; the --gen-size sends them unscaled (the "
+                            "receiver scales), which saves ~20 ms of CPU per frame")
         if name == "serve":
             p.add_argument("--host", default="127.0.0.1",
                            help="address to listen on; beyond loopback (e.g. 0.0.0.0) the page needs "
@@ -504,7 +627,8 @@ def build_parser():
     b.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="where decode runs (auto: cuda when torch sees a GPU)")
     b.add_argument("--threads", type=_positive(int),
-                   help="ONNX Runtime threads (default: 1 below 96x54, else 2)")
+                   help="ONNX Runtime threads (default: 1 below 128x72; from there the faster of 1 and 2, "
+                        "measured)")
     b.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="decode precision (int8: CPU, ONNX Runtime only)")
     b.add_argument("--backend", choices=("onnx", "torch"), default="onnx",

@@ -15,7 +15,8 @@ what overhangs, as a VJ would; `fit="letterbox"` shows the whole frame with blac
 Keys -> actions (see `poll`): Esc, q, closing the window: quit; m: next_mode; n, space:
 next_image; b: toggle_blackout; p: toggle_freeze; Tab, F1: toggle_meter; f: toggle_fullscreen;
 c: toggle_captions. The window applies the last three itself (they are its own state) and still
-reports them; the engine maps the others.
+reports them; the engine maps the others. 1-9 (and the keypad's): the plain strings "scene:1" ..
+"scene:9", recall the scene at that place in the --scenes file.
 
 Captions: when the meters carry a new `notice` (a control just changed: "mode: magellan"), its
 text is drawn centred near the bottom and fades out over NOTICE_FADE_S; `c` turns captions off
@@ -80,6 +81,9 @@ def _key_actions(pygame):
         pygame.K_f: Action.TOGGLE_FULLSCREEN,
         pygame.K_c: Action.TOGGLE_CAPTIONS,
         pygame.K_b: Action.TOGGLE_BLACKOUT, pygame.K_p: Action.TOGGLE_FREEZE,
+        # 1-9 (and the keypad's): "scene:N", recall the Nth scene of the --scenes file
+        **{getattr(pygame, f"K_{n}"): f"scene:{n}" for n in range(1, 10)},
+        **{getattr(pygame, f"K_KP{n}"): f"scene:{n}" for n in range(1, 10)},
     }
 
 

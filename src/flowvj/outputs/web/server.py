@@ -40,7 +40,10 @@ Protocol (one WebSocket at GET /ws; the page is GET /):
       (null or 0 until the tempo locks), rms, bands (list, ~0..1), gen_size ("WxH", the size the
       flow draws at), mode, notice ("" when none), notice_id (bumped for each new notice).
   page -> server, text JSON {"control": name, "value": v}: names and ranges in CONTROL_RANGES and
-      MODES; anything else is ignored (and counted in the log).
+      MODES; anything else is ignored (and counted in the log). With `scenes` (a list, the
+      --scenes file's names): "scene" (one of them) and "save_scene" (a new or existing name,
+      1..SCENE_NAME_MAX printable characters); the state then carries "scenes", and a scene the
+      engine saved joins the list (control_applied).
 Outputs never import the model or the navigator: the mode names are repeated here.
 """
 
@@ -78,6 +81,7 @@ START_TIMEOUT_S = 10.0
 RAW_MAX_PIXELS = 64 * 64  # small frames go raw to every page: a JPEG would save little and blur
 JPEG_QUALITY = 90
 FRAME_ENCODINGS = ("auto", "raw", "jpeg")  # auto: JPEG to pages on other machines (see above)
+SCENE_NAME_MAX = 64  # characters in a scene's name saved from the page
 
 
 class WebOutput:
@@ -95,12 +99,13 @@ class WebOutput:
     """
 
     def __init__(self, host="127.0.0.1", port=8765, on_control=None, image_sets=(), controls=None,
-                 frame_encoding="auto"):
+                 frame_encoding="auto", scenes=None):
         if frame_encoding not in FRAME_ENCODINGS:
             raise ValueError(f"frame_encoding must be one of {FRAME_ENCODINGS}, got {frame_encoding!r}")
         self.host, self.port = host, int(port)
         self.on_control = on_control
         self.image_sets = [str(name) for name in image_sets]
+        self.scenes = None if scenes is None else [str(name) for name in scenes]  # None: no --scenes
         self.frame_encoding = frame_encoding
         self.controls = {"mode": MODES[0], "temperature": 0.1, "speed": 1.0, "sensitivity": 1.0}
         if self.image_sets:
@@ -187,6 +192,16 @@ class WebOutput:
             self.controls.update(changed)
             self._state_seq += 1
         self._wake()
+
+    def control_applied(self, name, value, caption):
+        """(The engine, after each control it applied.) A scene just saved joins the select."""
+        if name == "save_scene" and self.scenes is not None:
+            with self._lock:
+                if value not in self.scenes:
+                    self.scenes.append(str(value))
+                self.controls["scene"] = str(value)
+                self._state_seq += 1
+            self._wake()
 
     def _wake(self):
         """Wake the server's clients from any thread; one wake-up in flight at a time, so 1,000
@@ -430,6 +445,13 @@ class WebOutput:
             if not isinstance(value, str) or value not in self.image_sets:
                 raise ValueError(f"image_set must be one of {self.image_sets}")
             return name, value
+        if name in ("scene", "save_scene") and self.scenes is not None:
+            if name == "scene" and value not in self.scenes:
+                raise ValueError(f"scene must be one of {self.scenes}")
+            if not (isinstance(value, str) and 0 < len(value.strip()) and len(value) <= SCENE_NAME_MAX
+                    and value.isprintable()):
+                raise ValueError(f"{name} must be a name of 1..{SCENE_NAME_MAX} printable characters")
+            return name, value if name == "scene" else value.strip()
         if name in CONTROL_RANGES:
             low, high = CONTROL_RANGES[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -442,7 +464,8 @@ class WebOutput:
     def _state_message(self):
         """(Called under the lock: the engine's thread may be updating the controls.)"""
         return json.dumps({"type": "state", "controls": self.controls, "image_sets": self.image_sets,
-                           "modes": list(MODES), "ranges": CONTROL_RANGES}, default=_jsonable)
+                           "scenes": self.scenes, "modes": list(MODES), "ranges": CONTROL_RANGES},
+                          default=_jsonable)
 
 
 def _jsonable(value):

@@ -95,6 +95,17 @@ function showState(state) {
   if ([...sets.options].map((o) => o.value).join("\n") !== names.join("\n")) {
     sets.replaceChildren(...names.map((name) => new Option(name, name)));
   }
+  // scenes (with --scenes only): the select lists them, "save scene" saves the show's state
+  const scenes = Array.isArray(state.scenes) ? state.scenes : null;
+  for (const element of document.querySelectorAll(".scenes")) element.hidden = scenes === null;
+  const sceneSelect = document.getElementById("scene");
+  if (scenes && [...sceneSelect.options].slice(1).map((o) => o.value).join("\n") !== scenes.join("\n")) {
+    const current = sceneSelect.value;
+    const placeholder = new Option("", "", true, !scenes.includes(current));
+    placeholder.disabled = true;
+    sceneSelect.replaceChildren(placeholder, ...scenes.map((name) => new Option(name, name)));
+    if (scenes.includes(current)) sceneSelect.value = current;
+  }
   for (const [name, value] of Object.entries(state.controls || {})) {
     const input = document.querySelector(`[data-control="${name}"]`);
     if (input && document.activeElement !== input) input.value = value;
@@ -123,6 +134,9 @@ function showMeters(meters) {
     const level = isNumber(v) ? Math.min(Math.max(v, 0), 1) : 0;
     levels.children[i].style.height = `${Math.round(100 * level)}%`;
   });
+  const sceneSelect = document.getElementById("scene");     // a scene recalled from anywhere
+  if (typeof meters.scene === "string" && document.activeElement !== sceneSelect
+      && [...sceneSelect.options].some((o) => o.value === meters.scene)) sceneSelect.value = meters.scene;
   if (meters.notice_id !== undefined && meters.notice_id !== noticeId) {
     // the first meters only note the id: a page opened later shows no stale notice
     if (noticeId !== null && meters.notice) showCaption(String(meters.notice));
@@ -201,6 +215,11 @@ for (const input of document.querySelectorAll("[data-control]")) {
     showValues();
   });
 }
+
+document.getElementById("save_scene").addEventListener("click", () => {
+  const name = document.getElementById("scene_name").value.trim();
+  if (name) send("save_scene", name);
+});
 
 document.getElementById("fullscreen").addEventListener("click", () => {
   if (document.fullscreenElement) document.exitFullscreen();
