@@ -218,12 +218,12 @@ def test_telemetry_sends_beats_tempo_levels_fps_and_state(receiver):
 def test_telemetry_levels_are_at_most_thirty_a_second_and_fps_once(receiver):
     sink = OscTelemetry("127.0.0.1", receiver.port)
     started = time.monotonic()
-    while time.monotonic() - started < 0.5:
+    while time.monotonic() - started < 1.0:
         sink.show(None, meters())
-        time.sleep(0.002)          # ~400 frames a second
+        time.sleep(0.002)          # up to ~400 frames a second (fewer on a busy machine)
     elapsed = time.monotonic() - started
     sink.close()
-    wait_for(lambda: len(receiver.of("/flowvj/levels")) >= 10)
+    wait_for(lambda: len(receiver.of("/flowvj/levels")) >= 5)
     time.sleep(0.1)
     assert len(receiver.of("/flowvj/levels")) <= 30 * elapsed + 1
     assert len(receiver.of("/flowvj/fps")) == 1 and len(receiver.of("/flowvj/tempo")) == 1
