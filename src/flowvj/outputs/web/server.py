@@ -340,7 +340,9 @@ class WebOutput:
             client.wake.set()
 
     async def _websocket(self, request):
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_MESSAGE_BYTES,
+        # heartbeat 30 s (a pong may take 15): a browser starved of CPU on a busy laptop answered
+        # a 10 s heartbeat late and was dropped mid-show (benchmarks/resolution_targets.py at 60 fps)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES,
                                    compress=False)  # deflate: CPU per frame and page; JPEG saves more
         await ws.prepare(request)
         peer = request.remote or "?"
