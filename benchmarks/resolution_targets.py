@@ -152,7 +152,8 @@ def part_render(args):
         for label, options in (("256x144, this process", {"gen_size": (256, 144)}),
                                ("256x144, 2 local workers", {"gen_size": (256, 144), "workers": 2,
                                                              "engine": "local"}),
-                               ("128x72 (default), this process", {"gen_size": (128, 72)}),
+                               ("128x72, this process", {"gen_size": (128, 72)}),
+                               ("64x36 (default), this process", {"gen_size": (64, 36)}),
                                ("32x32 (round 1), this process", {"gen_size": (32, 32)})):
             log(f"render: 30 s at 1280x720, {label}")
             wall = timed_render(Path(tmp) / "r.mp4", **options)

@@ -521,7 +521,7 @@ def build_parser():
     _show_options(r)
     r.add_argument("--gen-size", type=_gen_size, default="auto",
                    help="WIDTHxHEIGHT the flow draws at before the upscale to --size (even; larger is "
-                        "sharper and slower); auto = 128x72, about 2x real time for 720p on 2 cores")
+                        "sharper and slower); auto = 64x36, about 2-3x real time for 720p on 2 cores")
     r.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="decode precision: fp32 exact; int8 ~41 dB from it, faster only on CPUs with "
                         "VNNI/AMX (encode stays exact)")

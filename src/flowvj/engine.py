@@ -185,7 +185,9 @@ def check_gen_memory(gen_size, model, batch=1, flag="--gen-size"):
     return gen_size
 
 
-RENDER_GEN_SIZE = (128, 72)  # render's default: a 30 s 720p render in about 2x real time here
+# render's default: a 30 s 720p render took 54 s at 32x32, 142 s at 128x72 and 446 s at 256x144
+# on the 2-core dev VM (benchmarks/resolution_targets.py); 64x36 keeps it near twice real time.
+RENDER_GEN_SIZE = (64, 36)
 
 
 RENDER_BATCH = 8  # latents per decode call: the same in every engine, so frames are too
