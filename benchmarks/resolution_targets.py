@@ -36,7 +36,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from show_targets import CHROMIUM, CHROMIUM_ARGS, LIVE_TRACK, MUSIC, SYNC_MODES, SYNC_TRACKS, growth, log, table, verdict  # noqa: E402,E501
+from show_targets import (CHROMIUM, CHROMIUM_ARGS, LIVE_TRACK, MUSIC, SYNC_MODES, SYNC_TRACKS,  # noqa: E402
+                          growth, log, open_drawing_page, table, verdict)
 
 SIZE = (1280, 720)
 
@@ -60,15 +61,7 @@ def live_run(path, fps, seconds, browser=None):
         from flowvj.outputs.web import WebOutput
 
         output = WebOutput(port=0).start()
-        page = browser.new_page(viewport={"width": SIZE[0], "height": SIZE[1]})
-        page.goto(output.url)
-        frame = show.generator.decode(show.image_latents[0])
-        deadline = time.monotonic() + 15.0
-        while page.evaluate("window.flowvjFrames") == 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the page drew no frame within 15 s")
-            output.show(frame, {})
-            page.wait_for_timeout(50)
+        page = open_drawing_page(browser, output, show.generator.decode(show.image_latents[0]))
     try:
         drawn_before = page.evaluate("window.flowvjFrames") if page else None
         source = SilentPlayback(FileSource(LIVE_TRACK), loop=True)

@@ -112,6 +112,19 @@ def growth(series):
             "grew": last > 1.5 * first + 2.0}
 
 
+def open_drawing_page(browser, web, frame):
+    """A headless Chromium page on `web`, connected and drawing before the clock starts."""
+    page = browser.new_page(viewport={"width": SIZE[0], "height": SIZE[1]})
+    page.goto(web.url)
+    deadline = time.monotonic() + 15.0
+    while page.evaluate("window.flowvjFrames") == 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the headless Chromium page drew no frame within 15 s")
+        web.show(frame, {})
+        page.wait_for_timeout(50)
+    return page
+
+
 def live_run(model, images, file_source, path, fps, seconds, browser=None):
     """One LiveLoop run on one output path; returns its figures."""
     from flowvj.audio.sources import SilentPlayback
@@ -144,15 +157,7 @@ def live_run(model, images, file_source, path, fps, seconds, browser=None):
 
         web = WebOutput(port=0).start()
         output = web
-        page = browser.new_page(viewport={"width": SIZE[0], "height": SIZE[1]})
-        page.goto(web.url)
-        frame = show.generator.decode(show.image_latents[0])
-        deadline = time.monotonic() + 15.0
-        while page.evaluate("window.flowvjFrames") == 0:  # connected and drawing before the clock starts
-            if time.monotonic() > deadline:
-                raise RuntimeError("the headless Chromium page drew no frame within 15 s")
-            web.show(frame, {})
-            page.wait_for_timeout(50)
+        page = open_drawing_page(browser, web, show.generator.decode(show.image_latents[0]))
     times.wrap(output, "show", "output", after=progress)
     try:
         drawn_before = page.evaluate("window.flowvjFrames") if page else None

@@ -10,13 +10,12 @@ The server dies with the test process (PR_SET_PDEATHSIG), so a killed run leaves
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 
 import pytest
 
-from pulse import _die_with_parent
+from pulse import _die_with_parent, log_tail, stop_process
 
 PACKAGES = "jackd2"
 PERIOD = 256    # frames per JACK period: MIDI is handed over once a period (5.8 ms at 44.1 kHz)
@@ -70,19 +69,11 @@ class JackServer:
 
     def stop(self):
         """Terminate jackd (SIGKILL after 10 s); safe to call twice."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self.process = None
 
     def log_tail(self, lines=20):
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 def virtual_output(name, client="flowvj-test"):

@@ -32,6 +32,25 @@ def _die_with_parent():
     _LIBC.prctl(1, signal.SIGTERM)
 
 
+def stop_process(process):
+    """SIGTERM a daemon, SIGKILL after 10 s; None or an exited process is fine."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def log_tail(path, lines=20):
+    """The last lines of a daemon's log, for a failure message ('' before it has one)."""
+    path = Path(path)
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 class PulseDaemon:
     """start() / stop() a pulseaudio process with a null sink; `env` reaches it."""
 
@@ -75,13 +94,7 @@ class PulseDaemon:
 
     def stop(self):
         """Terminate the daemon (SIGKILL after 10 s); safe to call twice."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self.process = None
 
     def kill(self):
@@ -95,7 +108,7 @@ class PulseDaemon:
                               timeout=20, check=check)
 
     def log_tail(self, lines=20):
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def popen_python(self, code, *args):
         """Start `python -c code args...` in the daemon's environment, stdout and stderr piped."""
