@@ -458,7 +458,7 @@ def build_parser():
     t.set_defaults(run=_train)
 
     e = command("eval", "test bits/dim and invertibility of a checkpoint (a VAE's: negative ELBO)")
-    e.add_argument("--model", help="flow or VAE checkpoint (default: the bundled flow)")
+    e.add_argument("--model", help="flow or VAE checkpoint, or a bundled flow: lite or hires (default: lite)")
     e.add_argument("--data", required=True, help="image folder (its test/ split when it has one) or archive")
     e.add_argument("--limit", type=_positive(int), help="first N images only (default: all)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -474,7 +474,7 @@ def build_parser():
     c.add_argument("--images", nargs="+", help="folders and/or image files (default: the bundled demo images)")
     c.add_argument("--data", help="CIFAR-10 folder (its test/ split) or archive, for the in-distribution "
                                   "figures (default: none, your images only)")
-    c.add_argument("--flow", help="flow checkpoint (default: the bundled model)")
+    c.add_argument("--flow", help="flow checkpoint, or a bundled model: lite or hires (default: lite)")
     c.add_argument("--vae", help="VAE checkpoint from flowvj train --model vae (default: the bundled VAE)")
     c.add_argument("--limit", type=_positive(int), default=500, help="CIFAR-10 test images compared")
     c.add_argument("--pairs", type=_positive(int), default=4, help="interpolated pairs per image set")
@@ -518,7 +518,7 @@ def build_parser():
     r.add_argument("track", nargs="?", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...; "
                                             "default: the synthesised demo track)")
     r.add_argument("-o", "--output", required=True, help="the .mp4 to write (atomically)")
-    _show_options(r)
+    _show_options(r, "lite")
     r.add_argument("--gen-size", type=_gen_size, default="auto",
                    help="WIDTHxHEIGHT the flow draws at before the upscale to --size (even; larger is "
                         "sharper and slower); auto = 64x36, about 2-3x real time for 720p on 2 cores")
@@ -549,7 +549,7 @@ def build_parser():
             p.add_argument("--silent", action="store_true", help="follow the track by the clock, play no sound")
         p.add_argument("--device", help="sound device: index or part of its name, see flowvj devices "
                                         "(default: the system's default)")
-        _show_options(p)
+        _show_options(p, "hires, where bundled; lite on a CUDA GPU")
         p.add_argument("--gen-size", type=_gen_size, default="auto",
                        help="WIDTHxHEIGHT the flow draws at (even; larger is sharper and slower); "
                             "auto = the largest this machine draws at --fps, measured at start, "
@@ -633,21 +633,23 @@ def build_parser():
                    help="decode precision (int8: CPU, ONNX Runtime only)")
     b.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
                    help="onnx (ONNX Runtime, the show's) or torch (the folded model, eager)")
-    b.add_argument("--model", help="flow checkpoint (default: the bundled model)")
+    b.add_argument("--model", help="flow checkpoint, or a bundled model: lite or hires (default: lite)")
     b.add_argument("--repeats", type=_positive(int), default=10, help="timed decodes per size (at most)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(run=_bench)
     return parser
 
 
-def _show_options(p):
+def _show_options(p, model_default):
     """The options every show command takes (play, live, render, serve)."""
     from .navigate import MODES
 
     p.add_argument("--images", nargs="+", metavar="DIR_OR_FILE",
                    help="folders and/or image files (default: the bundled demo images)")
     p.add_argument("--mode", choices=sorted(MODES), default="explore", help=MODE_HELP)
-    p.add_argument("--model", help="flow checkpoint (default: the bundled model)")
+    p.add_argument("--model", help="flow checkpoint, or a bundled model: lite (sharpest in-betweens a "
+                                   "pixel) or hires (built for large frames, ~17x cheaper a pixel) "
+                                   f"(default: {model_default})")
     p.add_argument("--seed", type=int, default=0, help="makes the run reproducible")
     p.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the flow runs: auto = a CUDA GPU when torch sees one, else the CPU")

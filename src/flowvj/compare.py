@@ -335,7 +335,10 @@ def _record_bpd(path, default, kind):
     from .flow import read_checkpoint
     from .vae import FORMAT
 
-    record = read_checkpoint(path or default, FORMAT) if kind == "vae" else read_checkpoint(path or default)
+    from .flow.checkpoint import resolve_checkpoint
+
+    record = (read_checkpoint(path or default, FORMAT) if kind == "vae"
+              else read_checkpoint(resolve_checkpoint(path)))
     value = record.get("test_bits_per_dim")
     return None if value is None or math.isnan(value) else value
 

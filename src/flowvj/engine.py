@@ -702,6 +702,16 @@ def scaled_ladder(output_size):
     return [(w, max(2, round(w * height / width / 2) * 2)) for w, _ in ((32, 18), *LADDER)]
 
 
+def live_model(device):
+    """The bundled model a live show uses without --model: `hires` on a CPU, where lite's cost a
+    pixel caps the frame at 32x18 on a 2-core VM at 30 fps while hires draws 128x72 (bench); `lite`
+    on a CUDA GPU, which has the speed for lite's sharper in-betweens, and wherever hires is not
+    bundled."""
+    from .flow.checkpoint import BUNDLED_MODELS
+
+    return "lite" if device == "cuda" or not BUNDLED_MODELS["hires"].is_file() else "hires"
+
+
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
               silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="fp32",
               compute="cpu", latency_ms=0.0):
@@ -740,10 +750,10 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
         source = DeviceSource(device)
     if images:
         check_image_specs(images)
-    model = load_model(model_path)
     from .generator import resolve_device
 
     compute = resolve_device(compute)
+    model = load_model(model_path or live_model(compute))
     ladder, threads = (), {}
     if gen_size == "auto":
         from .bench import pick_gen_size

@@ -17,6 +17,10 @@ FORMAT = "flowvj-realnvp"
 VERSION = 1
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "default-model.pt"
+# The models that ship with flowvj, by the name --model takes: `lite` (the default; the sharpest
+# in-betweens per pixel) and `hires` (the preset built for large frames, ~17x cheaper a pixel, so
+# a live show on a small CPU draws 128x72 where lite draws 32x18; see assets/hires-model.md).
+BUNDLED_MODELS = {"lite": DEFAULT_MODEL, "hires": ASSETS / "hires-model.pt"}
 
 
 def save_checkpoint(path, model, *, preset, dataset, epoch, step, test_bits_per_dim=None,
@@ -91,11 +95,22 @@ def model_from_record(record, path, expect_config=None, model_class=RealNVP,
     return model
 
 
+def resolve_checkpoint(name_or_path=None):
+    """The checkpoint file --model names: a bundled model's name, a path, or None for the default."""
+    if name_or_path is None:
+        name_or_path = "lite"
+    if str(name_or_path) in BUNDLED_MODELS:
+        path = BUNDLED_MODELS[str(name_or_path)]
+        if not path.is_file():
+            raise UserError(f"--model {name_or_path}: the bundled model {path} is missing from this "
+                            "install; pass a checkpoint path")
+        return path
+    return Path(name_or_path)
+
+
 def load_model(path=None, expect_config=None):
-    """The flow in a checkpoint, in eval mode; with no path, the model bundled with flowvj."""
-    if path is None:
-        if not DEFAULT_MODEL.is_file():
-            raise UserError(f"no bundled model at {DEFAULT_MODEL} yet; pass a checkpoint path (--model)")
-        path = DEFAULT_MODEL
+    """The flow in a checkpoint, in eval mode: `path` is a file, a bundled model's name
+    (BUNDLED_MODELS) or None for the bundled default."""
+    path = resolve_checkpoint(path)
     model = model_from_record(read_checkpoint(path), path, expect_config)
     return model.eval()

@@ -3,10 +3,14 @@ benchmarks/flow_speed.py to decode >= 60 frames/s at batch 1 on one CPU core thr
 (fast.OnnxInverse; eager torch is overhead-bound at batch 1 and reaches ~40-75); `tiny` is for tests.
 
 `hires` is built for large frames: a third scale, so most of the work happens at a quarter and an
-eighth of the frame's resolution, and half lite's channels at full resolution (16, doubling per
-squeeze): about 0.32 MFLOP per output pixel against lite's 0.82 (count in bench.conv_gflop), at
-the price of frame sides divisible by 4. Trained on CIFAR-10 in the background like lite
-(`make train-hires`); compared with lite on bits/dim and in-between quality when it has trained."""
+eighth of the frame's resolution, a quarter of lite's channels at full resolution (8, doubling per
+squeeze) and one residual block per s/t net: 0.047 MFLOP per output pixel against lite's 0.80
+(count in bench.conv_gflop), at the price of frame sides divisible by 4. Sized on this project's
+2-core AMD EPYC VM (AVX2, ~35 GFLOP/s a core), where lite decodes 128x72 in ~130 ms on two
+threads: of the candidates measured (8/12/16 channels, 1-2 blocks, 3-4 scales) it is the one whose
+128x72 decode (~17 ms, two threads) fits 60 % of a 30 fps frame; 8 channels with 2 blocks took 29 ms
+and 16 with 2 (the first hires) 100 ms. Trained on CIFAR-10 like lite (`make train-hires`) and
+compared with lite on bits/dim and in-between quality in src/flowvj/assets/hires-model.md."""
 
 from dataclasses import replace
 
@@ -16,7 +20,7 @@ PRESETS = {
     "full": FlowConfig(mid_channels=64, num_blocks=8, num_scales=2),
     "lite": FlowConfig(mid_channels=32, num_blocks=2, num_scales=2),
     "tiny": FlowConfig(mid_channels=8, num_blocks=1, num_scales=2),
-    "hires": FlowConfig(mid_channels=16, num_blocks=2, num_scales=3),
+    "hires": FlowConfig(mid_channels=8, num_blocks=1, num_scales=3),
 }
 
 
