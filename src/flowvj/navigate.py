@@ -92,6 +92,11 @@ def activity(features, quiet=0.3):
     return level * min(1.0, features.time_s / WARMUP_S)
 
 
+def motion_drive(features):
+    """How hard the travelling modes move this frame (>= 0; 1 = as busy as lately)."""
+    return features.flux
+
+
 def _positive(name, value, allow_zero=False):
     """Check a number option; a UserError names it and what was expected."""
     ok = isinstance(value, (int, float, np.number)) and np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
@@ -122,6 +127,10 @@ class Mode:
         target = min(activity(features, quiet), 2.0)
         self.level = float(attack_release(self.level, target, dt_s, LEVEL_ATTACK_S, LEVEL_RELEASE_S))
         return self.level
+
+    def drive(self, features, dt_s):
+        """This frame's motion drive (see `motion_drive`); called once per destination."""
+        return motion_drive(features)
 
     def nearest_image(self, r):
         return int(np.argmin(np.linalg.norm(self.latents - r, axis=1)))
@@ -193,7 +202,7 @@ class MagellanMode(Mode):
 
     def destination(self, features, dt_s):
         n, level = len(self.latents), self.follow_activity(features, dt_s, self.quiet)
-        speed = self.images_per_s + self.flux_speed * features.flux
+        speed = self.images_per_s + self.flux_speed * self.drive(features, dt_s)
         self.position = (self.position + dt_s * max(speed * level, self.drift * self.images_per_s)) % n
         i = int(self.position)
         return self.interpolate(self.latents[i], self.latents[(i + 1) % n], self.position - i)
@@ -261,8 +270,8 @@ class ExploreMode(Mode):
                 self.home = self.target
             self.target = self._pick_other(self.home)
             self.beats, self.since_pick_s = 0, 0.0
-        level = self.follow_activity(features, dt_s, self.quiet)
-        self.amount += self.flux_push * features.flux * level * dt_s
+        level, drive = self.follow_activity(features, dt_s, self.quiet), self.drive(features, dt_s)
+        self.amount += self.flux_push * drive * level * dt_s
         if self.amount >= 1.0 and self.previous is None:     # arrived: travel on from the target
             self.home, self.amount = self.target, self.amount - 1.0
             self.target = self._pick_other(self.home)
@@ -271,7 +280,7 @@ class ExploreMode(Mode):
         self.amount += float(smoothing_coefficient(self.relax_s, dt_s)) * (rest - self.amount)
         d = self._point(self.home, self.target)
         if self.previous is not None:
-            step = dt_s * features.flux / self.pick_fade_s if self.pick_fade_s > 0 else 1.0
+            step = dt_s * drive / self.pick_fade_s if self.pick_fade_s > 0 else 1.0
             self.fade = min(1.0, self.fade + step)
             d = self.interpolate(self._point(*self.previous), d, self.fade * self.fade * (3 - 2 * self.fade))
             if self.fade >= 1.0:
