@@ -72,18 +72,19 @@ def test_weighted_moves_in_bounded_steps(fps):
     assert steps(zs).max() / mean_norm(latents) < 0.08 * 30 / fps
 
 
-@pytest.mark.parametrize("mode, bound", [("magellan", 0.12), ("explore", 0.32)])
+@pytest.mark.parametrize("mode, bound", [("magellan", 0.12), ("explore", 0.4)])
 @pytest.mark.parametrize("fps", [30, 60])
 def test_travelling_modes_jump_on_hits_and_move_in_small_steps_between(mode, bound, fps):
     latents, feats = image_latents(), synth_features(fps)
     per_frame = steps(run(Navigator(latents, mode=mode, seed=3), feats)) / mean_norm(latents)
     hit = np.array([f.onset or f.kick_onset for f in feats])[1:]      # hit[i]: during step i
     near_hit = hit | np.r_[False, hit[:-1]] | np.r_[False, False, hit[:-2]]   # and two frames on
-    # between hits the steps stay small (measured: magellan at most 0.111 / 0.079 at 30 / 60 fps,
-    # explore 0.306 / 0.219; the synth's bass notes have flux but no onset event) ...
+    # between hits the steps stay small (measured: magellan at most 0.098 / 0.075 at 30 / 60 fps,
+    # explore 0.369 / 0.244; the synth's bass notes have flux but no onset event) ...
     assert per_frame[~near_hit].max() < bound
-    # ... and on the hits they are several times larger (measured 3.8-5.8x on average)
-    assert per_frame[hit].mean() > 3 * per_frame[~near_hit].mean()
+    # ... and on the hits they are several times larger (measured 6.2-8.5x on average; 3.9-5.9x
+    # with round 1's drive, the flux alone)
+    assert per_frame[hit].mean() > 5 * per_frame[~near_hit].mean()
 
 
 def piecewise_features(fps, duration_s=6.0):
@@ -117,11 +118,16 @@ def test_weighted_on_real_audio_is_nearly_the_same_at_30_and_60_fps():
 
 
 def test_magellan_on_real_audio_travels_as_far_at_30_and_60_fps():
-    # travel integrates flux (a per-block mean, so its integral does not depend on the block size)
+    # travel integrates the drive: the flux is a per-block mean, whose integral does not depend on
+    # the block size; its factor 1 + onset_strength is a per-block peak, so 60 fps travels a
+    # little less (measured 5 %, 1.4 % with the flux alone)
     def travelled(fps):
         nav = Navigator(image_latents(), mode="magellan")
-        run(nav, synth_features(fps))
-        return nav.mode.position
+        total, before = 0.0, nav.mode.position
+        for f in synth_features(fps):
+            nav.step(f, f.dt_s)
+            total, before = total + (nav.mode.position - before) % len(nav.image_latents), nav.mode.position
+        return total
     assert travelled(30) > 2.0 and abs(travelled(60) / travelled(30) - 1) < 0.06
 
 
@@ -372,23 +378,24 @@ OFFBEAT_87 = [(b, "kick", 0.2) for b in range(4)] + [(b + 0.5, "clap", 1.0) for 
 @pytest.mark.parametrize("mode", ["magellan", "explore"])
 def test_motion_follows_dense_eighths_and_offbeat_accents(mode, pattern, bpm):
     # the sync metric's own yardstick (flowvj sync): the motion against the centred onset envelope
-    # of the audio, after the analyzer's first 2 s. Measured 0.80-0.86 at lag 0 with the flux
-    # drive; a drive from each block's loudness reached 0.58-0.67, the kick strength alone 0.51 on
-    # the off-beat claps (issue 13's target on real tracks: >= 0.5 within +-1 frame)
+    # of the audio, after the analyzer's first 2 s. Measured 0.74-0.84 at lag 0 (0.80-0.86 with
+    # the flux alone); a drive from each block's loudness reached 0.58-0.67, the kick strength
+    # alone 0.51 on the off-beat claps (issue 13's target on real tracks: >= 0.5 within +-1 frame)
     audio = drum_pattern(bpm, pattern)
     motion = motion_of(audio, mode)
     onsets = onset_envelope(audio, np.arange(len(motion)) / 30, 30, RATE)
     lags, r = cross_correlation(onsets[60:], motion[60:], 4)
-    assert r.max() >= 0.72 and abs(lags[r.argmax()]) <= 1
+    assert r.max() >= 0.7 and abs(lags[r.argmax()]) <= 1
 
 
-@pytest.mark.parametrize("mode, still", [("magellan", 0.1), ("explore", 0.01)])
-def test_motion_stops_when_the_music_does(mode, still):
-    # 10 s of eighths, then 4 s of digital silence: from 1.5 s into it the picture is still
-    # (magellan keeps its slow drift, measured 4 % of the loud motion; explore settles, 0.03 %)
+@pytest.mark.parametrize("mode", ["magellan", "explore"])
+def test_motion_stops_when_the_music_does(mode):
+    # 10 s of eighths, then 4 s of digital silence: from 1.5 s into it no frame moves a tenth of
+    # the loud frames' mean (measured: magellan's slow drift 2.6 %, explore gliding home over
+    # relax_s 4.8 %; with the flux alone 4.2 % and 0.02 %)
     audio = np.r_[drum_pattern(148, EIGHTHS_148), np.zeros(4 * RATE, np.float32)]
     motion = motion_of(audio, mode)
-    assert motion[345:].max() < still * motion[60:300].mean()
+    assert motion[345:].max() < 0.1 * motion[60:300].mean()
 
 
 def test_motion_drive_is_zero_without_hits_and_grows_with_them():
