@@ -15,7 +15,9 @@ in the same run (hop 512, its better setting; its tempo is the median of its est
 - re-lock: cross-fades between tracks of different tempo (4 s, equal power, both grids exact):
   beats of the new track from the end of the fade to the first of 4 beats in a row on its grid;
 - the 808 kick file (all 19 kicks, latency from the true onset to the end of the block that
-  reports it), the cost per block, and one PASS/FAIL line per target.
+  reports it), the cost per block (over every track, and interleaved block by block against
+  the analyzer with its beat tracker off, as a baseline under the same load), and one
+  PASS/FAIL line per target.
 
     .venv/bin/python benchmarks/audio_accuracy.py [--json figures.json]
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from beat_cv import FOLDS, TRACKS as LMMS, declared_bpm, level_f, load_reference, tempo_error  # noqa: E402
+from beat_cv import FOLDS, HELD_OUT_MIXES, TRACKS as LMMS, declared_bpm, level_f, load_reference, tempo_error  # noqa: E402
 
 from flowvj.audio.analyzer import Analyzer, _weighted_median  # noqa: E402
 from flowvj.audio.sources import FileSource  # noqa: E402
@@ -39,10 +41,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRACKS = [(f"{stem}.ogg", declared_bpm(stem), FOLDS[stem]) for stem in LMMS] + \
     [("warzone2100_legacy_track14_ArtifactBeacon_130bpm.opus", 130.0, "no fold")]
 # (from track, its start s, to track, its start s): held-out tracks of different tempi
-MIXES = [("lmms_Skiessi-222_100bpm", 0.0, "lmms_TameAnderson-MakeMe_140bpm", 60.0),
-         ("lmms_TameAnderson-MakeMe_140bpm", 60.0, "lmms_Jousboxx-BuzzerBeater_128bpm", 60.0),
-         ("lmms_Jousboxx-BuzzerBeater_128bpm", 60.0, "lmms_CapDan-ReggaeTry_180bpm", 0.0),
-         ("lmms_Saber-FinalStep_140bpm", 60.0, "lmms_DirtyLove_177bpm", 20.0)]
+MIXES = HELD_OUT_MIXES
+COST_TRACK, COST_S = "lmms_Jousboxx-BuzzerBeater_128bpm.ogg", 60.0
 MIX_A_S, FADE_S = 20.0, 4.0
 KICK_FILE = DATA / "beats" / "beatnet_808kick120bpm.mp3"
 KICKS = 0.505 + np.arange(19) * 0.4992
@@ -170,6 +170,27 @@ def kick_figures():
             "latency_max_ms": round(1e3 * float(np.max(latencies)), 1)}
 
 
+def _no_beats(*args, **kwargs):
+    return False
+
+
+def cost_figures():
+    """Median ms per block of the analyzer and of the same analyzer with its beat tracker
+    switched off (the baseline: every other feature), interleaved block by block on COST_S s of
+    COST_TRACK, so that both see the same load."""
+    samples = FileSource(DATA / "music" / COST_TRACK, RATE).samples[:int(COST_S * RATE)]
+    full, front = Analyzer(RATE), Analyzer(RATE)
+    front.tempo.update = _no_beats
+    costs = {"full": [], "front": []}
+    for i, start in enumerate(range(0, len(samples) - BLOCK + 1, BLOCK)):
+        block = samples[start:start + BLOCK]
+        for name, analyzer in (("full", full), ("front", front))[::1 if i % 2 else -1]:
+            t0 = time.perf_counter()
+            analyzer.process(block)
+            costs[name].append(time.perf_counter() - t0)
+    return {name: round(1e3 * float(np.median(c)), 3) for name, c in costs.items()}
+
+
 def _summary(rows, fold, key):
     values = [r[key] for r in rows if r["fold"] == fold and key in r]
     return (float(np.median(values)), float(np.min(values))) if values else (float("nan"), float("nan"))
@@ -189,6 +210,7 @@ def main():
         print(f"mix {mix[0]} -> {mix[2]} ...", file=sys.stderr, flush=True)
         mixes.append(mix_figures(*mix))
     kick = kick_figures()
+    paired = cost_figures()
     costs = np.concatenate([row.pop("costs") for row in rows]) * 1e3
     offsets = np.concatenate([row.pop("event_offsets") for row in rows]) * 1e3
     load_after = os.getloadavg()[0]
@@ -231,6 +253,9 @@ def main():
     print(f"cost per block: median {cost['median_ms']} ms, p90 {cost['p90_ms']} ms over {cost['blocks']} blocks "
           f"(a block is {cost['block_ms']} ms of audio); load average {load_before:.2f} -> {load_after:.2f} on "
           f"{cost['cores']} cores" + (": another job shared the cores" if shared else ""))
+    print(f"same run, interleaved on {COST_S:.0f} s of {COST_TRACK}: median {paired['full']} ms per block, "
+          f"{paired['front']} ms with the beat tracker off (the tracker's share: "
+          f"{paired['full'] - paired['front']:.3f} ms)")
 
     held = [r for r in rows if r["fold"] == "held out"]
     targets = {
@@ -247,7 +272,7 @@ def main():
         print(f"{'PASS' if ok else 'FAIL'}  {target}")
     if args.json:
         Path(args.json).write_text(json.dumps({"tracks": rows, "mixes": mixes, "beat_events": events,
-                                               "kicks_808": kick, "cost": cost, "targets": targets}, indent=2))
+                                               "kicks_808": kick, "cost": cost, "paired_cost_ms": paired, "targets": targets}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowvj.audio.analyzer import Analyzer, analyze
+from flowvj.audio.analyzer import Analyzer, analyze, phase_strength
 from flowvj.audio.sources import FileSource
 from flowvj.audio.synth import synth_track
 from flowvj.audio.tempo import BeatTracker, beat_alignment, beat_f_measure, tempo_salience
@@ -96,6 +96,15 @@ def test_comb_finds_the_phase_of_a_pulse_train():
     assert lags[np.argmax(scores)] == pytest.approx(expected_lag % period, abs=1.0)
 
 
+def test_phase_strength_picks_or_combines_the_fluxes_and_refuses_an_unknown_kind():
+    assert phase_strength("linear", 4.0, 1.0, 2.0) == 4.0
+    assert phase_strength("snare", 4.0, 1.0, 2.0) == 1.0
+    assert phase_strength("linear*snare", 4.0, 1.0, 2.0) == pytest.approx(2.0)
+    assert phase_strength("log", 4.0, 1.0, 2.0) == 2.0
+    with pytest.raises(ValueError, match="phase input"):
+        phase_strength("kick", 4.0, 1.0, 2.0)
+
+
 def test_tracker_refuses_an_empty_tempo_range():
     with pytest.raises(ValueError, match="tempo_range"):
         BeatTracker(FRAME_RATE, (180, 80))
@@ -182,6 +191,17 @@ def test_real_track_tempo_within_2_percent_and_beat_f_above_0_8_after_5_s(stem, 
     result = analyze(audio)
     assert _folded_error(result["tempo_bpm"], bpm) < 0.02
     assert _level_f(np.array(result["beats"]), reference, result["tempo_bpm"], bpm) >= 0.8
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("stem, bpm", [("lmms_Oglsdl-PpTrip_140bpm", 140),        # strongest onsets off the beat
+                                       ("lmms_Socceroos-Progress_200bpm", 200)])  # held out; folds to 100
+def test_a_track_with_offbeat_accents_locks_on_the_beat_not_the_offbeat(stem, bpm):
+    # the phase comb on the linear flux alone locked both on the offbeat (F 0.009 and 0.50)
+    audio, reference = _track(stem)
+    result = analyze(audio)
+    assert _folded_error(result["tempo_bpm"], bpm) < 0.02
+    assert _level_f(np.array(result["beats"]), reference, result["tempo_bpm"], bpm) >= 0.5
 
 
 def test_a_cross_fade_to_another_tempo_relocks_within_4_beats():

@@ -22,8 +22,9 @@ any block size), and from it:
   so the envelope does not depend on the hop or block size (`attack_release`);
 - tempo, beats and beat phase from `tempo.BeatTracker`, fed with the log-magnitude flux of 12
   equal-weight log bands for the tempo (every onset counts, loud or quiet; the bass as much as
-  the treble) and the overall linear flux for the phase (`PHASE_INPUT`: the loud kick and snare
-  decide where the beat is, not the offbeat hats; why in tempo.py); it predicts each beat, so
+  the treble) and, for the phase, the geometric mean of the overall linear flux and its 1-5 kHz
+  part (`PHASE_INPUT`, `phase_strength`: the loud snare and the kick's click decide where the
+  beat is, not the offbeat hats and bass; why in tempo.py); it predicts each beat, so
   `beat_event` can fire `latency_s` before the beat is heard.
 
 Only numpy on the per-block path. aubio was measured and left out as the tracker: aubio.tempo
@@ -61,9 +62,25 @@ MIN_ONSET_PEAK = 0.002
 # (benchmarks/README.md).
 FLUX_COMPRESSION = 15.0
 FLUX_AVERAGE_S = 10.0       # flux is relative to its average over about this long
-# What the tracker's phase comb listens to: "linear", the overall flux of the gain-normalised
-# magnitude (loud hits count most), or "log", the tempo's 12-band log flux (see benchmarks/beat_cv.py)
-PHASE_INPUT = "linear"
+# What the tracker's phase comb listens to (`phase_strength`; chosen in benchmarks/beat_cv.py)
+PHASE_INPUT = "linear*snare"
+
+
+def phase_strength(kind, linear, snare, log):
+    """The tracker's phase input of one frame from the analyzer's fluxes: "linear", the overall
+    flux of the gain-normalised magnitude (loud hits count most); "snare", its 1-5 kHz part (the
+    snare and the kick's click, on the beat on every shared track, while the bass and hats often
+    mark the offbeat); "linear*snare", the geometric mean of the two; "log", the tempo's 12-band
+    log flux."""
+    if kind == "linear":
+        return linear
+    if kind == "snare":
+        return snare
+    if kind == "linear*snare":
+        return float(np.sqrt(linear * snare))
+    if kind == "log":
+        return log
+    raise ValueError(f"unknown phase input {kind!r}")
 
 
 @dataclass
@@ -446,7 +463,7 @@ class Analyzer:
         log_flux = float(np.maximum(compressed - self._previous_compressed, 0.0) @ self.tempo_weights)
         self._previous_mag, self._previous_log, self._previous_compressed = mag, log_mag, compressed
         strength, events = self._onsets.update(flux, self.frame_dt_s)
-        phase_flux = float(flux[0]) if PHASE_INPUT == "linear" else tempo_flux
+        phase_flux = phase_strength(PHASE_INPUT, float(flux[0]), float(flux[2]), tempo_flux)
         beat = self.tempo.update(tempo_flux, frame_end_s, self.frame_dt_s, phase_flux)
         return strength, events, beat, log_flux
 
