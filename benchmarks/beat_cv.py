@@ -11,7 +11,8 @@ re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and `analyze
 must be the final choice (the script says whether they are). What the reverse split (choosing
 on the held-out fold) would choose is printed too, as a check that the choice does not hang on
 the split; with the choice, the held-out mixes (`HELD_OUT_MIXES`, held-out tracks only) are
-scored as well.
+scored as well. In both stages only settings that keep the beat through the synthesised
+4-bar breakdowns of tests/test_tempo.py are eligible (`keeps_the_beat`).
 
 Scoring (shared with audio_accuracy.py):
 - tempo error after folding into the preferred range: the estimate and the declared tempo are
@@ -43,6 +44,7 @@ import numpy as np
 
 from flowvj.audio.analyzer import PHASE_INPUT, Analyzer, _weighted_median, phase_strength
 from flowvj.audio.sources import FileSource
+from flowvj.audio.synth import synth_track
 from flowvj.audio import tempo
 from flowvj.audio.tempo import BeatTracker, beat_f_measure
 
@@ -78,6 +80,9 @@ HELD_OUT_MIXES = [("lmms_Skiessi-222_100bpm", 0.0, "lmms_TameAnderson-MakeMe_140
                   ("lmms_Jousboxx-BuzzerBeater_128bpm", 60.0, "lmms_CapDan-ReggaeTry_180bpm", 0.0),
                   ("lmms_Saber-FinalStep_140bpm", 60.0, "lmms_DirtyLove_177bpm", 20.0)]
 MIX_HEAD_S, MIX_FADE_S = 20.0, 4.0
+# Every choice must also keep the beat through a 4-bar breakdown (pad only, and silent) of a
+# synthesised track: tests/test_tempo.py's case, a requirement rather than a score.
+BREAKDOWN_BPM = 128.0
 # Stage 1 runs with stage 2's settings at these values (the tracker's defaults before this search;
 # salience_s 0.5 and switch_s 0.5 were chosen by the earlier search and are held there).
 START = {"recency_s": 2.0, "relock_beats": 0}
@@ -195,6 +200,33 @@ def mix_inputs(a, a_start, b, b_start):
     return np.load(path), load_reference(b) + MIX_HEAD_S - MIX_FADE_S - b_start
 
 
+def breakdown_inputs(silent):
+    """Tracker inputs of the synthesised 128 BPM track with a 4-bar pad-only breakdown (bars
+    8-11; silent: those bars zeroed), as tests/test_tempo.py builds it, and the breakdown's
+    (start, end) s."""
+    path = CACHE / f"breakdown-{int(silent)}.npy"
+    bar = 4 * 60 / BREAKDOWN_BPM
+    if not path.is_file():
+        audio = synth_track(BREAKDOWN_BPM, 40, seed=1, breakdowns=[(8, 4)]).audio.copy()
+        if silent:
+            audio[int(8 * bar * RATE):int(12 * bar * RATE)] = 0.0
+        CACHE.mkdir(exist_ok=True)
+        np.save(path, record(audio))
+    return np.load(path), (8 * bar, 12 * bar)
+
+
+def keeps_the_beat(calls, start_s, end_s, options):
+    """True if the beat runs on through the breakdown: 16 beats in it, every beat from its start
+    within 50 ms of the grid and the tempo within 1 % (the test's check)."""
+    _, beats, beat_tempi = replay(calls, **options)
+    period = 60 / BREAKDOWN_BPM
+    during = beats[(beats >= start_s - 0.05) & (beats < end_s - 0.05)]
+    after = beats >= start_s - 0.05
+    errors = beats[after] - np.round(beats[after] / period) * period
+    return bool(len(during) == 16 and np.max(np.abs(errors)) < 0.05
+                and np.all(np.abs(beat_tempi[after] / BREAKDOWN_BPM - 1) < 0.01))
+
+
 def relock_beats(beats, tempi, reference, declared, after_s):
     """Beats (of the new tempo) from after_s to the first of 4 emitted beats in a row on the
     reference grid with the tempo within 2 % (octaves folded out); inf if never."""
@@ -264,13 +296,14 @@ def relock_rank(relocks):
     return -sum(r > 4 for r in relocks)
 
 
-def choose(scores, relocks, fold, stage):
-    """The setting with the best median F (ties: minimum) on `fold`; in stage 2 only among those
-    with the fewest tuning-mix re-locks over 4 beats (none, if any setting manages it)."""
-    eligible = list(scores)
+def choose(scores, relocks, steady, fold, stage):
+    """The setting with the best median F (ties: minimum) on `fold`, among those that keep the
+    beat through the synthesised breakdowns (all, if none does); in stage 2 only among those of
+    them with the fewest tuning-mix re-locks over 4 beats (none, if any setting manages it)."""
+    eligible = [s for s in scores if steady[s]] or list(scores)
     if stage == 2:
-        best_rank = max(relock_rank(relocks[s]) for s in scores)
-        eligible = [s for s in scores if relock_rank(relocks[s]) == best_rank]
+        best_rank = max(relock_rank(relocks[s]) for s in eligible)
+        eligible = [s for s in eligible if relock_rank(relocks[s]) == best_rank]
     return max(eligible, key=lambda s: median_f(scores[s], fold))
 
 
@@ -284,25 +317,28 @@ def main():
         inputs[stem] = tracker_inputs(stem)
     tuning_mixes = [(mix_inputs(*mix), mix[2]) for mix in TUNING_MIXES]
     held_mixes = [(mix_inputs(*mix), mix[2]) for mix in HELD_OUT_MIXES]
+    breakdowns = [breakdown_inputs(silent) for silent in (False, True)]
     chosen, reverse = dict(START), dict(START)
     with multiprocessing.Pool(args.jobs) as pool:
         for number, grid in enumerate(STAGES, 1):
             names = list(grid)
-            scores, relocks = {}, {}
+            scores, relocks, steady = {}, {}, {}
             for setting in itertools.product(*grid.values()):
                 options = options_of(names, setting, chosen)
                 print(f"stage {number}: {options}", file=sys.stderr, flush=True)
                 scores[setting], relocks[setting] = evaluate(options, inputs, tuning_mixes, pool)
+                steady[setting] = all(keeps_the_beat(calls, *span, options) for calls, span in breakdowns)
             print(f"\nstage {number} ({', '.join(names)}), with {chosen}:\n")
             print("| setting | tuning median F | tuning min F | held-out median F | held-out min F "
-                  "| tempo ok (all) | tuning re-locks, beats |")
-            print("|---|---|---|---|---|---|---|")
+                  "| tempo ok (all) | tuning re-locks, beats | keeps the beat in breakdowns |")
+            print("|---|---|---|---|---|---|---|---|")
             for setting, per in scores.items():
                 ok = sum(per[s][0] <= 0.02 for s in TRACKS)
                 print(f"| {setting} | {median_f(per, 'tuned on')[0]} | {median_f(per, 'tuned on')[1]} "
                       f"| {median_f(per, 'held out')[0]} | {median_f(per, 'held out')[1]} | {ok}/{len(TRACKS)} "
-                      f"| {[round(float(r), 1) for r in relocks[setting]]} |")
-            best, back = choose(scores, relocks, "tuned on", number), choose(scores, relocks, "held out", number)
+                      f"| {[round(float(r), 1) for r in relocks[setting]]} | {'yes' if steady[setting] else 'no'} |")
+            best = choose(scores, relocks, steady, "tuned on", number)
+            back = choose(scores, relocks, steady, "held out", number)
             chosen, reverse = options_of(names, best, chosen), options_of(names, back, reverse)
             final = scores[best]
             print(f"\nchosen on the tuning fold: {dict(zip(names, best))}; the reverse split would choose "
