@@ -197,11 +197,11 @@ def test_real_track_tempo_within_2_percent_and_beat_f_above_0_8_after_5_s(stem, 
 @pytest.mark.parametrize("stem, bpm", [("lmms_Oglsdl-PpTrip_140bpm", 140),        # strongest onsets off the beat
                                        ("lmms_Socceroos-Progress_200bpm", 200)])  # held out; folds to 100
 def test_a_track_with_offbeat_accents_locks_on_the_beat_not_the_offbeat(stem, bpm):
-    # the phase comb on the linear flux alone locked both on the offbeat (F 0.009 and 0.50)
+    # the phase comb on the linear flux alone locked both on the offbeat (F 0.009 and 0.504)
     audio, reference = _track(stem)
     result = analyze(audio)
     assert _folded_error(result["tempo_bpm"], bpm) < 0.02
-    assert _level_f(np.array(result["beats"]), reference, result["tempo_bpm"], bpm) >= 0.5
+    assert _level_f(np.array(result["beats"]), reference, result["tempo_bpm"], bpm) >= 0.55
 
 
 def test_a_cross_fade_to_another_tempo_relocks_within_4_beats():

@@ -29,8 +29,9 @@ any block size), and from it:
 
 Only numpy on the per-block path. aubio was measured and left out as the tracker: aubio.tempo
 is causal and block-wise, but on the 19 shared LMMS tracks (hop 512, its better setting) its
-tempo was off by more than 2 % on 6 and its median beat F was 0.89, against 19/19 and 0.94-0.99
-here (benchmarks/audio_accuracy.py runs both); aubio.onset gives one overall onset function
+tempo was off by more than 2 % on 3 (2/3-tempo locks) and its median beat F was 0.918 / 0.889
+(tuning / held-out fold), against 19/19 and 0.963 / 0.968 here (benchmarks/audio_accuracy.py
+runs both, 2026-12-01); aubio.onset gives one overall onset function
 (not per band), 41 ms after the 808 kicks at hop 512; the numpy flux gives every band from one
 FFT. Levels are zero until audio arrives; the tempo is 0 until the tracker locks.
 """
