@@ -20,7 +20,7 @@ tracks (whole) and the beat tracks' own excerpts.
 
 With --cli, the chosen drive (the code's defaults) is confirmed through the real commands on the
 held-out tracks: `flowvj render TRACK --start S --duration 30 --mode M --size 320x180 -o x.mp4` (drawn at the
-default generation size, engine.RENDER_GEN_SIZE; 1280x720 took ~5 min a render on the busy VM),
+default generation size (engine.render_gen_size; 64x36 with lite when this ran); 1280x720 took ~5 min a render on the busy VM),
 then `flowvj sync --json x.mp4`.
 
 Analyzer features per excerpt are cached under $TMPDIR/flowvj-motion-cv (keyed by the
@@ -54,7 +54,7 @@ PROXY_SIZE = (32, 18)
 EXCERPT_S = 30.0
 MAX_LAG = round(0.3 * FPS)
 MODES = ("magellan", "explore")
-# the CLI check's output size: drawn at the default generation size (engine.RENDER_GEN_SIZE) and
+# the CLI check's output size: drawn at the default generation size (engine.render_gen_size) and
 # upscaled to 320x180, as benchmarks/resolution_targets.py part 4 does (sync reads 64 px wide)
 CLI_SIZE = "320x180"
 CALM = ("warzone2100_menu_ambient.opus", "hedgewars_Nature_ambient.ogg")

@@ -42,13 +42,14 @@ from show_targets import (CHROMIUM, CHROMIUM_ARGS, LIVE_TRACK, MUSIC, SYNC_MODES
 SIZE = (1280, 720)
 
 
-def live_run(path, fps, seconds, browser=None):
+def live_run(path, fps, seconds, browser=None, model=None):
     """LiveLoop on the looped track at --gen-size auto, as open_live sets it up."""
     from flowvj.audio.sources import FileSource, SilentPlayback
     from flowvj.engine import LiveLoop, open_live, size_text
 
     start = time.perf_counter()
-    _, show, ladder, threads = open_live(track=LIVE_TRACK, silent=True, gen_size="auto", fps=fps, output_size=SIZE)
+    _, show, ladder, threads = open_live(track=LIVE_TRACK, silent=True, gen_size="auto", fps=fps, output_size=SIZE,
+                                         model_path=model)
     pick_s = time.perf_counter() - start
     chosen = size_text(show.gen_size)
     log(f"  auto chose {chosen} in {pick_s:.1f} s (ladder below it: {[size_text(s) for s in ladder]})")
@@ -101,7 +102,7 @@ def part_live(args):
                                                      args=CHROMIUM_ARGS)
             for fps in (30.0, 60.0):
                 log(f"live: {path} at --fps {fps:g}, --gen-size auto, {args.live_seconds:g} s")
-                runs.append(live_run(path, fps, args.live_seconds, browser))
+                runs.append(live_run(path, fps, args.live_seconds, browser, args.model))
     finally:
         if browser:
             browser.close()
@@ -142,12 +143,14 @@ def timed_render(out, **options):
 def part_render(args):
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, options in (("256x144, this process", {"gen_size": (256, 144)}),
-                               ("256x144, 2 local workers", {"gen_size": (256, 144), "workers": 2,
-                                                             "engine": "local"}),
-                               ("128x72, this process", {"gen_size": (128, 72)}),
-                               ("64x36 (default), this process", {"gen_size": (64, 36)}),
-                               ("32x32 (round 1), this process", {"gen_size": (32, 32)})):
+        for label, options in (("hires 256x144, this process", {"gen_size": (256, 144)}),
+                               ("hires 256x144, 2 local workers", {"gen_size": (256, 144), "workers": 2,
+                                                                   "engine": "local"}),
+                               ("the default (hires, auto size), this process", {}),
+                               ("lite 64x36 (this round's first default)", {"gen_size": (64, 36),
+                                                                            "model_path": "lite"}),
+                               ("lite 32x32 (round 1), this process", {"gen_size": (32, 32),
+                                                                       "model_path": "lite"})):
             log(f"render: 30 s at 1280x720, {label}")
             wall = timed_render(Path(tmp) / "r.mp4", **options)
             runs.append({"label": label, "wall_s": wall, "ratio": wall / 30.0})
@@ -157,6 +160,8 @@ def part_render(args):
     print()
     best = min(r["ratio"] for r in runs[:2])
     print(f"{verdict(best <= 1.0)} render at 256x144: best {best:.2f}x real time (aim <= 1.0)")
+    print(f"{verdict(runs[2]['ratio'] <= 2.2)} render at the default: {runs[2]['ratio']:.2f}x real time "
+          "(about twice real time)")
     print()
     return runs
 
@@ -195,22 +200,24 @@ def part_detail(args):
 
 
 def part_sync(args):
-    from flowvj.engine import RENDER_GEN_SIZE, render
+    from flowvj.engine import default_model, render, render_gen_size, size_text
+    from flowvj.flow import load_model
     from flowvj.metrics import sync_report
 
+    gen = size_text(render_gen_size(load_model(default_model("cpu")), (320, 180)))
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in SYNC_TRACKS[: args.sync_tracks]:
             for mode in SYNC_MODES:
                 out = Path(tmp) / "s.mp4"
-                log(f"sync: {name} {mode} at {RENDER_GEN_SIZE}")
+                log(f"sync: {name} {mode} at the default {gen}")
                 render(MUSIC / name, out, size=(320, 180), fps=30, duration_s=30.0, start_s=30.0, mode=mode,
-                       gen_size=RENDER_GEN_SIZE, show_progress=False)
+                       show_progress=False)
                 report = sync_report(out)
                 ok = report["xcorr_peak"] >= 0.5 and abs(report["xcorr_lag_ms"]) <= 1000 / 30 + 1e-6
                 results.append({"track": name, "mode": mode, **report, "pass": ok})
                 rows.append([name, mode, f"{report['xcorr_peak']:.2f}", f"{report['xcorr_lag_ms']:.0f}", verdict(ok)])
-    print(f"## 4. sync at the default render size {RENDER_GEN_SIZE[0]}x{RENDER_GEN_SIZE[1]}\n")
+    print(f"## 4. sync at the default render model and size ({gen})\n")
     print(table(["track", "mode", "xcorr_peak", "lag ms", ""], rows))
     print()
     return results
@@ -224,6 +231,8 @@ def main():
     parser.add_argument("--skip-detail", action="store_true")
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--sync-tracks", type=int, help="only the first N beat tracks (default: all)")
+    parser.add_argument("--model", help="flow checkpoint or bundled model for the live runs (default: the "
+                                        "live default, hires on a CPU)")
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
     figures = {}

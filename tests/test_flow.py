@@ -301,3 +301,31 @@ def test_export_is_kept_on_disk_for_the_next_run_of_the_same_weights(tmp_path):
     other = perturbed(RealNVP.from_preset("tiny"), seed=1)
     assert inverse_onnx(other, tmp_path) != b"marker"
     assert len(list((tmp_path / "onnx").glob("*-fp32.onnx"))) == 2
+
+
+def test_bundled_models_load_by_name_with_their_presets():
+    from flowvj.flow.presets import PRESETS
+
+    for name in ("lite", "hires"):
+        config = load_model(name).config
+        assert (config.mid_channels, config.num_blocks, config.num_scales) == (
+            PRESETS[name].mid_channels, PRESETS[name].num_blocks, PRESETS[name].num_scales), name
+    assert load_model(None).config == load_model("lite").config
+
+
+def test_a_missing_bundled_model_is_one_line_naming_it(monkeypatch, tmp_path):
+    from flowvj.flow import checkpoint
+
+    monkeypatch.setitem(checkpoint.BUNDLED_MODELS, "hires", tmp_path / "gone.pt")
+    with pytest.raises(UserError, match=r"--model hires: the bundled model .*gone.pt is missing") as err:
+        load_model("hires")
+    assert "\n" not in str(err.value)
+
+
+def test_live_shows_default_to_hires_on_a_cpu_and_lite_on_a_gpu(monkeypatch, tmp_path):
+    from flowvj.engine import default_model
+    from flowvj.flow import checkpoint
+
+    assert default_model("cpu") == "hires" and default_model("cuda") == "lite"
+    monkeypatch.setitem(checkpoint.BUNDLED_MODELS, "hires", tmp_path / "gone.pt")
+    assert default_model("cpu") == "lite"

@@ -135,3 +135,14 @@ def test_frames_that_run_late_step_down_to_a_smaller_size_without_a_stall(show_p
     before = np.asarray(Image.fromarray(recorder.frames[switch - 1]).resize((32, 18), Image.Resampling.BOX), float)
     after = recorder.frames[switch].astype(float)
     assert np.abs(before - after).mean() < 25, np.abs(before - after).mean()
+
+
+def test_the_step_down_ladder_holds_only_sizes_the_model_can_draw():
+    """hires has three scales, so 96x54 and 160x90 are not sizes it can draw: stepping down
+    must skip them (a live run once tried to build 96x54 and logged a traceback)."""
+    from flowvj.engine import demo_track, open_live
+
+    _, show, ladder, _ = open_live(track=demo_track(), silent=True, model_path="hires", gen_size="auto",
+                                   fps=30.0)
+    assert ladder and all(w % 4 == 0 and h % 4 == 0 for w, h in ladder), ladder
+    assert tuple(show.gen_size) == tuple(ladder[-1])

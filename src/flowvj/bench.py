@@ -228,8 +228,13 @@ def format_report(report):
 
 
 def bench_command(model_path=None, sizes=None, **options):
-    """`flowvj bench`: load the model, parse --sizes, run; returns the report dict."""
+    """`flowvj bench`: load the model (default: the one a live show here would use), parse
+    --sizes, run; returns the report dict with the model's name or path."""
+    from .engine import default_model
     from .flow import load_model
 
     parsed = parse_sizes(sizes) if sizes else None
-    return run_bench(load_model(model_path), parsed, **options)
+    model_path = model_path or default_model(resolve_device(options.get("device", "auto")))
+    report = run_bench(load_model(model_path), parsed, **options)
+    report["model"] = str(model_path)
+    return report

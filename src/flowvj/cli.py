@@ -108,10 +108,10 @@ def _analyze(args):
 
 
 def _render(args):
-    from .engine import RENDER_GEN_SIZE, demo_track, render
+    from .engine import demo_track, render
 
     _track_from_images(args)
-    gen_size = RENDER_GEN_SIZE if args.gen_size == "auto" else args.gen_size
+    gen_size = args.gen_size
     engine = args.decode_engine
     if engine == "auto":
         engine = "inline" if args.decode_workers == 1 else "local"
@@ -518,10 +518,11 @@ def build_parser():
     r.add_argument("track", nargs="?", help="audio file (wav, flac, ogg, opus, mp3, m4a, ...; "
                                             "default: the synthesised demo track)")
     r.add_argument("-o", "--output", required=True, help="the .mp4 to write (atomically)")
-    _show_options(r, "lite")
+    _show_options(r, "hires, where bundled; lite on a CUDA GPU")
     r.add_argument("--gen-size", type=_gen_size, default="auto",
                    help="WIDTHxHEIGHT the flow draws at before the upscale to --size (even; larger is "
-                        "sharper and slower); auto = 64x36, about 2-3x real time for 720p on 2 cores")
+                        "sharper and slower); auto = the largest whose decode costs <= 0.5 GFLOP a frame "
+                        "(128x72 with hires, 32x18 with lite): about twice real time for 720p on 2 cores")
     r.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="decode precision: fp32 exact; int8 ~41 dB from it, faster only on CPUs with "
                         "VNNI/AMX (encode stays exact)")
@@ -633,7 +634,8 @@ def build_parser():
                    help="decode precision (int8: CPU, ONNX Runtime only)")
     b.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
                    help="onnx (ONNX Runtime, the show's) or torch (the folded model, eager)")
-    b.add_argument("--model", help="flow checkpoint, or a bundled model: lite or hires (default: lite)")
+    b.add_argument("--model", help="flow checkpoint, or a bundled model: lite or hires (default: the "
+                                   "live shows' own: hires on a CPU, lite on a CUDA GPU)")
     b.add_argument("--repeats", type=_positive(int), default=10, help="timed decodes per size (at most)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(run=_bench)

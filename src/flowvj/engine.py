@@ -185,9 +185,20 @@ def check_gen_memory(gen_size, model, batch=1, flag="--gen-size"):
     return gen_size
 
 
-# render's default: a 30 s 720p render took 54 s at 32x32, 142 s at 128x72 and 446 s at 256x144
-# on the 2-core dev VM (benchmarks/resolution_targets.py); 64x36 keeps it near twice real time.
-RENDER_GEN_SIZE = (64, 36)
+# render's default generation size: the largest rung of the live ladder (at the output's aspect)
+# whose decode costs at most RENDER_GFLOP a frame (bench.conv_gflop), which keeps a 30 s 720p
+# render near twice real time on the 2-core dev VM (benchmarks/resolution_targets.py): 128x72
+# for the hires model, 32x18 for lite (whose 64x36 costs 1.84 GFLOP, ~70 ms a frame there).
+RENDER_GFLOP = 0.5
+
+
+def render_gen_size(model, output_size=(1280, 720)):
+    """`render --gen-size auto`: the largest ladder size this model decodes within RENDER_GFLOP."""
+    from .bench import conv_gflop, runnable
+
+    sizes = runnable(model, scaled_ladder(output_size))
+    fitting = [s for s in sizes if conv_gflop(model, s) <= RENDER_GFLOP]
+    return max(fitting or sizes[:1], key=lambda s: s[0] * s[1])
 
 
 RENDER_BATCH = 8  # latents per decode call: the same in every engine, so frames are too
@@ -206,11 +217,12 @@ def _latent_batches(show, audio, fps, rate, n_frames, batch=RENDER_BATCH):
 
 def render(track, out, *, images=None, model_path=None, mode="explore", size=(1280, 720), fps=30,
            duration_s=None, start_s=0.0, seed=0, crf=18, encoder_preset="superfast",
-           gen_size=RENDER_GEN_SIZE, workers=1, engine="inline", precision="fp32", device="cpu",
+           gen_size="auto", workers=1, engine="inline", precision="fp32", device="cpu",
            show_progress=True):
     """Render a music video of `track` to `out` (H.264 + AAC, the track muxed in); returns frames.
 
-    The flow draws at `gen_size` ((width, height); None: the model's own 32x32) and each frame
+    The flow draws at `gen_size` ((width, height); "auto": render_gen_size; None: the model's own
+    32x32) with `model_path` (None: default_model, hires on a CPU) and each frame
     is upscaled to `size`. The track is navigated in this process, in order; the latents are
     decoded in batches of RENDER_BATCH by `workers` on `engine` (decode_pool.py: inline, local
     processes or Ray), then upscaled and encoded here in order: the same frames on every engine.
@@ -241,12 +253,15 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
                                                                first + int(round(duration_s * source.rate)))
     audio = source.samples[first:last]
     n_frames = max(1, math.floor(len(audio) / source.rate * fps))
-    model = load_model(model_path)
-    gen_size = tuple(gen_size) if gen_size else (model.config.image_size,) * 2
-    check_gen_memory(gen_size, model)
     from .generator import resolve_device
 
     device = resolve_device(device)
+    model_path = model_path or default_model(device)     # decode workers load the same model
+    model = load_model(model_path)
+    if gen_size == "auto":
+        gen_size = render_gen_size(model, size)
+    gen_size = tuple(gen_size) if gen_size else (model.config.image_size,) * 2
+    check_gen_memory(gen_size, model)
     show = Show(model, load_show_images(images, gen_size), mode=mode, seed=seed,
                 sample_rate=source.rate, gen_size=gen_size, precision=precision, device=device)
     report = ProgressReport("render", n_frames, unit="frame") if show_progress else None
@@ -702,8 +717,8 @@ def scaled_ladder(output_size):
     return [(w, max(2, round(w * height / width / 2) * 2)) for w, _ in ((32, 18), *LADDER)]
 
 
-def live_model(device):
-    """The bundled model a live show uses without --model: `hires` on a CPU, where lite's cost a
+def default_model(device):
+    """The bundled model a show or render uses without --model: `hires` on a CPU, where lite's cost a
     pixel caps the frame at 32x18 on a 2-core VM at 30 fps while hires draws 128x72 (bench); `lite`
     on a CUDA GPU, which has the speed for lite's sharper in-betweens, and wherever hires is not
     bundled."""
@@ -753,12 +768,14 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     from .generator import resolve_device
 
     compute = resolve_device(compute)
-    model = load_model(model_path or live_model(compute))
+    model = load_model(model_path or default_model(compute))
     ladder, threads = (), {}
     if gen_size == "auto":
         from .bench import pick_gen_size
 
-        ladder = scaled_ladder(output_size)
+        from .bench import runnable
+
+        ladder = runnable(model, scaled_ladder(output_size))    # sizes this model's squeezes divide
         gen_size, measured = pick_gen_size(model, fps, ladder=ladder, precision=precision, device=compute)
         threads = {(row["width"], row["height"]): row["threads"] for row in measured}
         log.info("generation size %s (auto: the largest this machine draws at %g fps; decode %s)",
