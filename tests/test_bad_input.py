@@ -42,6 +42,8 @@ def test_a_generation_size_the_machine_cannot_hold_is_refused(run_flowvj, tmp_pa
     (("serve", "--port", "70000"), ("--port", "0..65535")),
     (("serve", "--port", "-1"), ("--port", "0..65535")),
     (("play", "--gen-size", "65x36"), ("--gen-size", "even")),
+    (("render", "--gen-size", "32x18", "-o", "x.mp4"), ("--gen-size 32x18", "multiples of 4")),
+    (("play", "--silent", "--gen-size", "32x18"), ("--gen-size 32x18", "multiples of 4")),
     (("render", "-o", "x.mp4", "--size", "641x480"), ("--size", "even")),
     (("play", "--size", "wide"), ("--size", "WIDTHxHEIGHT")),
     (("play", "--silent", "--latency-ms", "-5"), ("--latency-ms", "0..2000")),
@@ -93,7 +95,7 @@ def test_render_to_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(setup
     disk = tmp_path / "disk"
     disk.mkdir()
     script = unshare_mount(
-        f'D={disk}; {setup} && "{FLOWVJ}" render --duration 8 --gen-size 32x18 -o $D/out.mp4; '
+        f'D={disk}; {setup} && "{FLOWVJ}" render --duration 8 --gen-size 64x36 -o $D/out.mp4; '
         'rc=$?; ls -A $D >&2; exit $rc')
     result = subprocess.run(["unshare", "-m", "sh", "-c", script], env=subprocess_env, capture_output=True,
                             text=True, timeout=300)
@@ -109,7 +111,7 @@ def test_render_to_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(setup
 def test_a_signal_during_render_removes_the_temporary_file_and_keeps_the_old_output(signum, subprocess_env, tmp_path):
     out = tmp_path / "show.mp4"
     out.write_bytes(b"the previous render")
-    render = subprocess.Popen([str(FLOWVJ), "render", "--duration", "60", "--gen-size", "32x18", "-o", out],
+    render = subprocess.Popen([str(FLOWVJ), "render", "--duration", "60", "--gen-size", "64x36", "-o", out],
                               env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not list(tmp_path.glob(".show.mp4.*.tmp")) and time.monotonic() < deadline:

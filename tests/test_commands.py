@@ -158,7 +158,7 @@ def test_play_with_a_track_after_images_takes_it_as_the_track(run_flowvj, excerp
     env = dict(subprocess_env, SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
     result = subprocess.run([str(FLOWVJ), "play", "--images", str(sorted(images.glob("*.jpg"))[0]),
                              str(sorted(images.glob("*.jpg"))[1]), str(excerpt), "--silent", "--duration", "3",
-                             "--gen-size", "32x18", "--size", "641x481", "--stats", stats_path],
+                             "--gen-size", "64x36", "--size", "641x481", "--stats", stats_path],
                             env=env, capture_output=True, text=True, timeout=240)
     stats = read_stats(stats_path, result)
-    assert stats["audio_s"] > 2.0 and stats["gen_size"] == "32x18"
+    assert stats["audio_s"] > 2.0 and stats["gen_size"] == "64x36"

@@ -201,7 +201,7 @@ def test_play_follows_a_midi_clock(show_parts, jack, subprocess_env, tmp_path): 
                SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
     try:
         assert sender.stdout.readline().strip() == "ready"
-        show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "5", "--gen-size", "32x18",
+        show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "5", "--gen-size", "64x36",
                                  "--midi-clock", "dj:clock", "--latency-ms", "20", "--stats", stats],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -286,7 +286,7 @@ def test_a_link_clock_takes_the_sessions_tempo_and_phase_from_the_peer_there_fir
 def test_play_follows_a_link_session_at_its_tempo(tmp_path, subprocess_env):
     track, stats = tmp_path / "t.wav", tmp_path / "s.json"
     write_track(track, synth_track(bpm=128, duration_s=20, seed=0))
-    show = f"{FLOWVJ} play {track} --silent --duration 6 --gen-size 32x18 --link --stats {stats}"
+    show = f"{FLOWVJ} play {track} --silent --duration 6 --gen-size 64x36 --link --stats {stats}"
     env = dict(subprocess_env, SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
     result = in_namespace(f"{sys.executable} {PEER} 124 120 > /dev/null & P=$!; sleep 1; {show}; R=$?; kill $P; "
                           "exit $R", timeout_s=180, env=env)

@@ -287,7 +287,7 @@ def test_play_takes_midi_controls_from_a_port(jack_env, controller, mapping_file
     track, stats_path = tmp_path / "t.wav", tmp_path / "s.json"
     write_track(track, synth_track(bpm=128, duration_s=10, seed=0))
     env = jack_env
-    show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "6", "--gen-size", "32x18",
+    show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "6", "--gen-size", "64x36",
                              "--midi-in", "flowvj-test:ctl", "--midi-map", mapping_file, "--stats", stats_path],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -193,7 +193,7 @@ def test_flowvj_play_ndi_is_received_at_ndi_size_and_moves(subprocess_env, tmp_p
     env = dict(subprocess_env, SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
     result = in_private_network(
         f"{sys.executable} {tmp_path / 'receive.py'} flowvj-test 60 150 > {frames_path} 2> {errors_path} &\n"
-        f"{FLOWVJ} play {track} --silent --duration 8 --gen-size 32x18 --fps 30 "
+        f"{FLOWVJ} play {track} --silent --duration 8 --gen-size 64x36 --fps 30 "
         f"--ndi flowvj-test --ndi-size 320x180\n"
         "wait $!\n", env=env)
     assert result.returncode == 0, result.stderr[-3000:] + errors_path.read_text()

@@ -279,7 +279,7 @@ def test_play_takes_osc_controls_and_sends_telemetry(subprocess_env, receiver, t
     track, stats_path = tmp_path / "t.wav", tmp_path / "s.json"
     write_track(track, synth_track(bpm=128, duration_s=10, seed=0))
     env = dict(subprocess_env, SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
-    show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "8", "--gen-size", "32x18",
+    show = subprocess.Popen([str(FLOWVJ), "play", track, "--silent", "--duration", "8", "--gen-size", "64x36",
                              "--osc-port", "0", "--osc-send", f"127.0.0.1:{receiver.port}", "--stats", stats_path],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

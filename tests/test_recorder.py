@@ -34,8 +34,8 @@ def show_env(subprocess_env):
 
 
 def play(track, out, *extra):
-    """`flowvj play TRACK --silent --gen-size 32x18 --record OUT ...`."""
-    return [str(FLOWVJ), "play", str(track), "--silent", "--gen-size", "32x18", "--record", str(out),
+    """`flowvj play TRACK --silent --gen-size 64x36 --record OUT ...`."""
+    return [str(FLOWVJ), "play", str(track), "--silent", "--gen-size", "64x36", "--record", str(out),
             *map(str, extra)]
 
 

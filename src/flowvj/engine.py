@@ -166,6 +166,19 @@ def check_frame_size(size, flag="--size", even=True):
     return size
 
 
+def check_gen_fits_model(gen_size, model, flag="--gen-size"):
+    """A size the model's squeezes cannot divide is one line naming the flag, not a traceback
+    (hires has three scales, so its sides must be multiples of 4: 32x18 is refused, 32x16 runs)."""
+    from .generator import check_size
+
+    try:
+        check_size(model, gen_size)
+    except ValueError:
+        step = 2 ** (model.config.num_scales - 1)
+        raise UserError(f"{flag} {gen_size[0]}x{gen_size[1]}: this model ({model.config.num_scales} "
+                        f"scales) draws sizes whose sides are multiples of {step}") from None
+
+
 def check_gen_memory(gen_size, model, batch=1, flag="--gen-size"):
     """Refuse a generation size whose decode would not fit in this machine's memory, up front
     (a 100000x100000 frame was once killed by the kernel at 23 GB with nothing printed).
@@ -261,6 +274,7 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
     if gen_size == "auto":
         gen_size = render_gen_size(model, size)
     gen_size = tuple(gen_size) if gen_size else (model.config.image_size,) * 2
+    check_gen_fits_model(gen_size, model)
     check_gen_memory(gen_size, model)
     show = Show(model, load_show_images(images, gen_size), mode=mode, seed=seed,
                 sample_rate=source.rate, gen_size=gen_size, precision=precision, device=device)
@@ -783,6 +797,7 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
                  ", ".join(f"{row['size']} {row['decode_ms']:.0f} ms" for row in measured))
     elif gen_size is None:
         gen_size = (model.config.image_size,) * 2
+    check_gen_fits_model(gen_size, model)
     check_gen_memory(gen_size, model)
     images = load_show_images(images, gen_size)
     # Built before the source starts: the model's export takes a few seconds a track must not lose.
