@@ -210,7 +210,8 @@ def render_gen_size(model, output_size=(1280, 720)):
     from .bench import conv_gflop, runnable
 
     sizes = runnable(model, scaled_ladder(output_size))
-    fitting = [s for s in sizes if conv_gflop(model, s) <= RENDER_GFLOP]
+    per_pixel = conv_gflop(model, (1, 1))       # the count is exact per pixel: one trace, not one a size
+    fitting = [s for s in sizes if per_pixel * s[0] * s[1] <= RENDER_GFLOP]
     return max(fitting or sizes[:1], key=lambda s: s[0] * s[1])
 
 
@@ -785,9 +786,7 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     model = load_model(model_path or default_model(compute))
     ladder, threads = (), {}
     if gen_size == "auto":
-        from .bench import pick_gen_size
-
-        from .bench import runnable
+        from .bench import pick_gen_size, runnable
 
         ladder = runnable(model, scaled_ladder(output_size))    # sizes this model's squeezes divide
         gen_size, measured = pick_gen_size(model, fps, ladder=ladder, precision=precision, device=compute)
