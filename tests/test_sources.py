@@ -254,30 +254,41 @@ def test_ring_buffer_silence_keeps_the_clock_running_and_clear_forgets_old_audio
 def test_a_slow_reader_never_sees_old_audio():
     """A writer fills the ring with a running sample counter much faster than the reader reads:
     every read must end at the newest sample written at that moment and be contiguous: the
-    reader skips what it missed, it never works through a backlog."""
-    ring, block, blocks = RingBuffer(4096), 256, 4000
-    done = threading.Event()
+    reader skips what it missed, it never works through a backlog. The writer runs until the
+    reader has read enough times (not for a fixed count), so a busy machine cannot end the
+    writing before the first read."""
+    ring, block, wanted_reads = RingBuffer(4096), 256, 30
+    stop = threading.Event()
+    blocks = []
 
     def writer():
-        for i in range(blocks):
+        i = 0
+        while not stop.is_set():
             ring.write(np.arange(i * block, (i + 1) * block, dtype=np.float32))
-        done.set()
+            i += 1
+        blocks.append(i)
 
     thread = threading.Thread(target=writer)
     thread.start()
-    reads = 0
-    while not done.is_set():
-        before = ring.written
-        samples, end = ring.read_latest(512)
-        after = ring.written
-        if end >= 512:
-            np.testing.assert_array_equal(samples, np.arange(end - 512, end, dtype=np.float32))
-            assert before <= end <= after  # the newest audio at the moment of reading
-            reads += 1
-        time.sleep(0.002)  # slow reader: many blocks are written between two reads
-    thread.join()
-    assert reads > 0
-    np.testing.assert_array_equal(ring.read_latest(512)[0], np.arange(blocks * block - 512, blocks * block))
+    reads, skipped, deadline = 0, 0, time.monotonic() + 60
+    try:
+        while reads < wanted_reads and time.monotonic() < deadline:
+            before = ring.written
+            samples, end = ring.read_latest(512)
+            after = ring.written
+            if end >= 512:
+                np.testing.assert_array_equal(samples, np.arange(end - 512, end, dtype=np.float32))
+                assert before <= end <= after  # the newest audio at the moment of reading
+                reads += 1
+            time.sleep(0.002)  # slow reader: many blocks are written between two reads
+            skipped = max(skipped, ring.written - end)
+    finally:
+        stop.set()
+        thread.join()
+    assert reads == wanted_reads
+    assert skipped > ring.capacity  # the writer really lapped the reader at least once
+    total = blocks[0] * block
+    np.testing.assert_array_equal(ring.read_latest(512)[0], np.arange(total - 512, total))
 
 
 # --- without PortAudio --------------------------------------------------------------------
