@@ -13,7 +13,7 @@
    magellan: xcorr_peak >= 0.5 at |lag| <= 1 frame.
 
     .venv/bin/python benchmarks/resolution_targets.py                       # 60 s live runs
-    .venv/bin/python benchmarks/resolution_targets.py --live-seconds 600    # the issue's 10 minutes
+    .venv/bin/python benchmarks/resolution_targets.py --live-seconds 600 --live-fps 30    # the issue's 10 minutes
     .venv/bin/python benchmarks/resolution_targets.py --skip-live --skip-sync
 
 Progress goes to stderr; the tables to stdout.
@@ -100,7 +100,7 @@ def part_live(args):
                 playwright = sync_playwright().start()
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                      args=CHROMIUM_ARGS)
-            for fps in (30.0, 60.0):
+            for fps in args.live_fps:
                 log(f"live: {path} at --fps {fps:g}, --gen-size auto, {args.live_seconds:g} s")
                 runs.append(live_run(path, fps, args.live_seconds, browser, args.model))
     finally:
@@ -226,6 +226,8 @@ def part_sync(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--live-seconds", type=float, default=60.0, help="seconds per live run (issue: 600)")
+    parser.add_argument("--live-fps", type=float, nargs="+", default=[30.0, 60.0],
+                        help="the --fps of the live runs (default: 30 60)")
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--skip-detail", action="store_true")
