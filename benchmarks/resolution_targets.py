@@ -93,7 +93,7 @@ def part_live(args):
     torch.set_num_threads(1)
     runs, browser, playwright = [], None, None
     try:
-        for path in ("window", "browser"):
+        for path in args.live_paths:
             if path == "browser":
                 from playwright.sync_api import sync_playwright
 
@@ -228,6 +228,8 @@ def main():
     parser.add_argument("--live-seconds", type=float, default=60.0, help="seconds per live run (issue: 600)")
     parser.add_argument("--live-fps", type=float, nargs="+", default=[30.0, 60.0],
                         help="the --fps of the live runs (default: 30 60)")
+    parser.add_argument("--live-paths", nargs="+", choices=("window", "browser"), default=["window", "browser"],
+                        help="which live paths to run")
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--skip-detail", action="store_true")
