@@ -115,7 +115,7 @@ def part_live(args):
                   f"{r['median_fps']:.1f}", f"{r['sustained_fps']:.1f}",
                   f"{r['page_fps']:.1f}" if "page_fps" in r else "-", f"{r['p95_frame_ms']:.1f}",
                   f"{r['latency_growth']['first_median_ms']:.1f} -> {r['latency_growth']['last_median_ms']:.1f}",
-                  len(r["step_downs"])] for r in runs]))
+                  "; ".join(f"{t:.0f} s {a}->{b}" for t, a, b in r["step_downs"]) or "0"] for r in runs]))
     print()
     for r in runs:
         w, h = map(int, r["final"].split("x"))

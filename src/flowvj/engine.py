@@ -302,7 +302,7 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
 
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
 BLACKOUT_FADE_S = 0.5  # blackout fades to black (and back) over this long
-PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than its recent 90th percentile needs
+PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than the longest recent work needs
 
 
 class LiveLoop:
@@ -316,8 +316,8 @@ class LiveLoop:
     BPM for a 128 BPM track). Frames are paced to `fps` on the wall clock.
 
     Pacing: each frame has a slot on a fixed grid of 1/fps. Its work (read the audio, navigate,
-    decode) starts `_lead_s` before the slot (the 90th percentile of the last 30 frames' work,
-    plus PACING_MARGIN_S), and the finished frame is held until its slot, then shown. So the
+    decode) starts `_lead_s` before the slot (the longest work of the last 30 frames, plus
+    PACING_MARGIN_S), and the finished frame is held until its slot, then shown. So the
     audience sees frames a period apart although the work per frame varies; showing each frame
     as soon as it was made passed that variation straight to the screen: on the browser path,
     where Chromium shares the two cores, the decode at 192x108 varied by ~8 ms and 5 % of the
@@ -363,8 +363,8 @@ class LiveLoop:
     line, so they land on the one.
 
     Stepping down: with `ladder` (generation sizes, smallest first, the current one among
-    them), when the frames have run late (the 90th percentile of the last 30 frames' work above
-    the frame period, so that one frame in ten or more misses its slot) for `late_window_s`, the next smaller size is built in a background thread (a new Generator,
+    them), when the frames have run late (median frame work above the period) for
+    `late_window_s`, the next smaller size is built in a background thread (a new Generator,
     the images re-encoded), then swapped in with Navigator.resize_images: the picture stays
     where it is and only its resolution drops, with no stall.
     """
@@ -579,14 +579,15 @@ class LiveLoop:
     # -- generation size ------------------------------------------------------------------------
 
     def _maybe_step_down(self, now):
-        """Start building the next smaller size once the frames have run late (the 90th
-        percentile of the last 30 frames' work over the frame period) for late_window_s without
-        a break. The median was the rule before: at 256x144 beside Chromium the work's median
-        was 30 ms and its 90th percentile 36 ms at 30 fps, so the show stayed there with 5 % of
-        its intervals over 44 ms."""
+        """Start building the next smaller size once the frames have run late (the median work
+        of the last 15 frames over the frame period) for late_window_s without a break. The
+        median, not a high percentile: a tail of late frames comes from the other programs on
+        the cores, which a smaller size does not cure. With the 90th percentile of the last 30
+        as the rule, 10 minutes of the browser path (Chromium on the same 2 cores) stepped down
+        from 192x108 to 64x36 and its p95 interval was still 39.3 ms (benchmarks/README)."""
         if self._resizing or len(self.work_ms) < 15:
             return
-        if float(np.percentile(self.work_ms[-30:], 90)) <= 1000.0 / self.fps:
+        if statistics.median(self.work_ms[-15:]) <= 1000.0 / self.fps:
             self._late_since = None
             return
         if self._late_since is None:
@@ -726,11 +727,13 @@ class LiveLoop:
 
     def _lead_s(self, period):
         """How long before its slot a frame's work starts (see Pacing in the class docstring):
-        the 90th percentile of the last 30 frames' work plus PACING_MARGIN_S, at most a period
-        (at once, until 5 frames have been timed)."""
+        the longest work of the last 30 frames plus PACING_MARGIN_S, at most a period (at once,
+        until 5 frames have been timed). The longest, not the 90th percentile: with that, 10
+        minutes of the browser path had 5 % of its intervals over 39 ms at 30 fps; the cost is
+        latency (the frame waits for its slot), not frames."""
         if len(self.work_ms) < 5:
             return period
-        return min(period, float(np.percentile(self.work_ms[-30:], 90)) / 1000.0 + PACING_MARGIN_S)
+        return min(period, max(self.work_ms[-30:]) / 1000.0 + PACING_MARGIN_S)
 
     def stats(self):
         """The run's figures (the --stats JSON); a frame rate only when at least two frames
