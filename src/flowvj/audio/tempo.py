@@ -55,9 +55,21 @@ tuning-fold median / minimum unless said otherwise):
   another position leads by 1.2x: 0.925-0.962 / 0.689-0.781 against 0.962 / 0.621 without
   (it moved good locks too).
 
+- lost in a scratch run on 2026-12-03 (same harness; tuning / held-out median and minimum
+  against 0.963 / 0.621 and 0.968 / 0.420 without): a kick anchor (the 30-150 Hz flux's own
+  comb may move the phase, without the 1.5x margin, where it peaks by 1.5-3x its score near the
+  prediction) 0.963 / 0.781-0.902 tuned, 0.835-0.968 / 0.374-0.512 held out: it fixed Oglsdl
+  but moved Socceroos between its two half-tempo phases (0.81 -> 0.51) and Jousboxx (0.97 ->
+  0.61) at the margin the tuning fold chose (2.0); a slow jump (another phase leading by
+  1.1-1.3x for 4-8 s) 0.963 / 0.621-0.65 tuned, 0.946-0.968 / 0.14-0.42 held out; relock_beats
+  with the full comb, or with at least 6-8 teeth: tuning mix Alf42red -> Impulslogik never
+  re-locks (the fresh comb takes Impulslogik's offbeat at once), as with 4 teeth.
+
 The failure left (the held-out DirtyLove 177, F 0.42): the tracker locks at 88.5 on the
 eighth-note offbeat in its 10 s intro and stays there for ~50 s, because the beat leads that
-offbeat by less than the 1.5x a jump needs.
+offbeat by less than the 1.5x a jump needs. Its kick band has no pattern at the beat (comb
+score ~1, its mean) and its other onsets mark the beat and the offbeat alike (comb 2-6 at both
+for the first minute): onsets alone do not say which is the beat; aubio.tempo scores 0.507.
 
 `beat_f_measure` scores beat times against a reference grid (the standard F-measure).
 """
