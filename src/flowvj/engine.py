@@ -302,7 +302,7 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
 
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
 BLACKOUT_FADE_S = 0.5  # blackout fades to black (and back) over this long
-PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than the longest recent work needs
+PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than its recent 90th percentile needs
 
 
 class LiveLoop:
@@ -316,8 +316,8 @@ class LiveLoop:
     BPM for a 128 BPM track). Frames are paced to `fps` on the wall clock.
 
     Pacing: each frame has a slot on a fixed grid of 1/fps. Its work (read the audio, navigate,
-    decode) starts `_lead_s` before the slot (the longest work of the last 30 frames, plus
-    PACING_MARGIN_S), and the finished frame is held until its slot, then shown. So the
+    decode) starts `_lead_s` before the slot (the 90th percentile of the last 30 frames' work,
+    plus PACING_MARGIN_S), and the finished frame is held until its slot, then shown. So the
     audience sees frames a period apart although the work per frame varies; showing each frame
     as soon as it was made passed that variation straight to the screen: on the browser path,
     where Chromium shares the two cores, the decode at 192x108 varied by ~8 ms and 5 % of the
@@ -727,13 +727,13 @@ class LiveLoop:
 
     def _lead_s(self, period):
         """How long before its slot a frame's work starts (see Pacing in the class docstring):
-        the longest work of the last 30 frames plus PACING_MARGIN_S, at most a period (at once,
-        until 5 frames have been timed). The longest, not the 90th percentile: with that, 10
-        minutes of the browser path had 5 % of its intervals over 39 ms at 30 fps; the cost is
-        latency (the frame waits for its slot), not frames."""
+        the 90th percentile of the last 30 frames' work plus PACING_MARGIN_S, at most a period
+        (at once, until 5 frames have been timed). Not the longest: that holds every frame
+        longer (more latency) and did no better in 10-minute runs of the browser path
+        (benchmarks/README, fifth session)."""
         if len(self.work_ms) < 5:
             return period
-        return min(period, max(self.work_ms[-30:]) / 1000.0 + PACING_MARGIN_S)
+        return min(period, float(np.percentile(self.work_ms[-30:], 90)) / 1000.0 + PACING_MARGIN_S)
 
     def stats(self):
         """The run's figures (the --stats JSON); a frame rate only when at least two frames
