@@ -1,5 +1,7 @@
 """The live loop: newest audio each frame on the source's clock, paced frames, window actions."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -13,12 +15,13 @@ from test_flow import perturbed
 
 
 class Recorder:
-    """A test sink: keeps every frame and the meters it was shown with."""
+    """A test sink: keeps every frame, the meters it was shown with, and when (perf_counter)."""
 
     def __init__(self):
-        self.frames, self.meters = [], []
+        self.frames, self.meters, self.times = [], [], []
 
     def show(self, frame, meters):
+        self.times.append(time.perf_counter())
         self.frames.append(frame.copy())
         self.meters.append(meters)
 
@@ -48,21 +51,7 @@ def test_the_live_loop_follows_the_track_clock_and_moves_the_picture(show_parts)
     assert stats["bad_frames"] == 0
 
 
-class Stamps:
-    """A test sink: the perf_counter time each frame was shown."""
-
-    def __init__(self):
-        self.times = []
-
-    def show(self, frame, meters):
-        import time
-
-        self.times.append(time.perf_counter())
-
-
 def test_frames_reach_the_screen_a_period_apart_although_their_work_varies(show_parts):
-    import time
-
     model, images, track = show_parts
     show = Show(model, images, mode="explore")
     decode, calls = show.generator.decode, []
@@ -74,7 +63,7 @@ def test_frames_reach_the_screen_a_period_apart_although_their_work_varies(show_
         return decode(z)
 
     show.generator.decode = uneven_decode
-    stamps = Stamps()
+    stamps = Recorder()
     with SilentPlayback(FileSource(track)) as source:
         loop = LiveLoop(show, source, [stamps], fps=20)
         loop.run(2.0)
