@@ -302,7 +302,29 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
 
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
 BLACKOUT_FADE_S = 0.5  # blackout fades to black (and back) over this long
-PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than its recent 90th percentile needs
+PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than its recent work needs
+LEAD_PERCENTILE, LEAD_FRAMES = 97, 60  # ... by this percentile of the work of the last this many frames
+
+
+def _timed(decode, z):
+    """(decode(z), when it finished): run in LiveLoop's decode thread."""
+    frame = decode(z)
+    return frame, time.perf_counter()
+
+
+@dataclasses.dataclass
+class _Making:
+    """A live frame in the making: the slot it is shown in, when its audio was read, the time
+    step it was navigated with, the audio block (for listeners), its Features (for the meters),
+    and its decode (a Future of (frame, finished), or None: frozen, the last frame again)."""
+    slot: float
+    t_read: float
+    dt_s: float
+    block: np.ndarray
+    audio_s: float
+    features: object
+    decode: object
+    bar_line: bool = False
 
 
 class LiveLoop:
@@ -316,13 +338,21 @@ class LiveLoop:
     BPM for a 128 BPM track). Frames are paced to `fps` on the wall clock.
 
     Pacing: each frame has a slot on a fixed grid of 1/fps. Its work (read the audio, navigate,
-    decode) starts `_lead_s` before the slot (the 90th percentile of the last 30 frames' work,
-    plus PACING_MARGIN_S), and the finished frame is held until its slot, then shown. So the
-    audience sees frames a period apart although the work per frame varies; showing each frame
-    as soon as it was made passed that variation straight to the screen: on the browser path,
-    where Chromium shares the two cores, the decode at 192x108 varied by ~8 ms and 5 % of the
-    intervals ran past 40 ms at 30 fps (benchmarks/README). A frame shown late keeps the grid
-    when it is less than a period late, else starts a new grid from itself.
+    decode) starts `_lead_s` before the slot (the 97th percentile of the last 60 frames' work,
+    plus PACING_MARGIN_S, up to two periods), and the finished frame is held until its slot, then
+    shown. So the audience sees frames a period apart although the work per frame varies;
+    showing each frame as soon as it was made passed that variation straight to the screen: on
+    the browser path, where Chromium shares the two cores, the decode at 192x108 varied by ~8 ms
+    and 5 % of the intervals ran past 40 ms at 30 fps (benchmarks/README). The decode runs in a
+    thread of its own (ONNX Runtime and torch release the GIL), so when the lead is over a
+    period the next frame's work starts before this one is shown: a decode that now and then
+    takes longer than a period (the other programs on the cores taking them for a while) still
+    lands in its slot. The 97th percentile rather than the 90th: in 90 s of the browser path at
+    192x108 the late frames (interval over 40 ms) fell from 2.6 % to 1.2 % of all, for ~5 ms
+    more latency (46 -> 51 ms median). A frame shown late keeps the grid when it is less than a
+    period late, else starts a new grid from itself. Beat events are predicted that much earlier
+    (the analyzer's latency_s is --latency-ms plus the loop's own recent median latency), so
+    they are seen on the beat the audience hears.
 
     Live controls all arrive on one ControlBus (control/bus.py), drained once per frame in this
     loop's own thread: the window's keys and the page's controls are posted to it here each
@@ -643,10 +673,11 @@ class LiveLoop:
             changes["beat_event"] = beat
         return dataclasses.replace(features, **changes), bar
 
-    def _next_frame(self, block, dt_s):
-        """Show.next_frame with the live controls: the navigator sees the Features with the
-        sensitivity gain (set as show.features, which next_frame keeps when given no new audio)
-        and steps speed x dt_s."""
+    def _navigate(self, block, dt_s):
+        """The front of a frame: Show.next_latent with the live controls. The navigator sees the
+        Features with the sensitivity gain (set as show.features, which next_latent keeps when
+        given no new audio) and steps speed x dt_s. Returns the latent to decode, or None while
+        frozen (the last frame is shown again)."""
         show = self.show
         self._take_arrived_images()
         self._take_arrived_size()
@@ -657,8 +688,15 @@ class LiveLoop:
         gain = self.sensitivity
         show.features = self._heard if gain == 1.0 else dataclasses.replace(
             self._heard, **{name: getattr(self._heard, name) * gain for name in self.LEVELS})
-        if not (self.frozen and self._last_frame is not None):
-            self._last_frame = show.next_frame(block[:0], dt_s * self.speed)
+        if self.frozen and self._last_frame is not None:
+            return None
+        return show.next_latent(block[:0], dt_s * self.speed)
+
+    def _next_frame(self, block, dt_s):
+        """One frame made at once, in this thread: navigate, decode, shade."""
+        z = self._navigate(block, dt_s)
+        if z is not None:
+            self._last_frame = self.show.generator.decode(z)
         return self._shaded(self._last_frame, dt_s)
 
     def _shaded(self, frame, dt_s):
@@ -670,8 +708,8 @@ class LiveLoop:
             return frame
         return (frame.astype(np.float32) * gain + 0.5).astype(np.uint8)
 
-    def _meters(self):
-        f = self.show.features
+    def _meters(self, features=None):
+        f = features if features is not None else self.show.features
         recent = self.frame_ms[-30:]
         fps = 1000.0 / statistics.mean(recent) if recent else 0.0
         shown = time.perf_counter() < self._notice_until
@@ -686,54 +724,89 @@ class LiveLoop:
 
     def run(self, duration_s=None):
         """Until quit, the track's end, or duration_s; returns the frame-time and latency stats."""
-        rate = self.source.rate
-        self.max_block = max(1, round(self.max_block_s * rate))
-        self.show.use_sample_rate(rate)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.max_block = max(1, round(self.max_block_s * self.source.rate))
+        self.show.use_sample_rate(self.source.rate)
         self.running = True
-        last_audio_s, last_tick = self.source.read_latest(1)[1], time.perf_counter()
-        self._started = started = last_tick
+        self._last_audio_s, last_tick = self.source.read_latest(1)[1], time.perf_counter()
+        self._last_read = self._started = started = last_tick
         period = 1.0 / self.fps
-        next_tick = last_tick           # the slot the frame in the making is shown in
-        while self.running:
-            samples, audio_s = self.source.read_latest(self.max_block)
-            t_read = time.perf_counter()
-            n = min(self.max_block, max(0, round((audio_s - last_audio_s) * rate)))
-            last_audio_s = audio_s
-            block = samples[len(samples) - n:]
-            frame = self._next_frame(block, t_read - last_tick)
-            meters = self._meters()
-            made = time.perf_counter()
-            time.sleep(max(0.0, next_tick - made))       # held until its slot
-            held = time.perf_counter()
-            for output in self.outputs:
-                if hasattr(output, "hear"):
-                    output.hear(block, audio_s)
-                if hasattr(output, "show"):
-                    output.show(frame, meters)
-            self._drain_controls(bar_line=self._bar_line)
-            now = time.perf_counter()
-            self.work_ms.append((made - t_read + now - held) * 1000.0)
-            self.frame_ms.append((now - last_tick) * 1000.0)
-            self.latency_ms.append((now - t_read) * 1000.0)  # newest audio -> frame on screen
-            last_tick = now
-            if getattr(self.source, "finished", False) or (duration_s and now - started >= duration_s):
-                break
-            self._maybe_step_down(now)
-            next_tick += period
-            if next_tick < now:         # shown over a period late: a new grid from this frame
-                next_tick = now + period
-            time.sleep(max(0.0, next_tick - self._lead_s(period) - time.perf_counter()))
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="flowvj-decode")
+        try:
+            making = self._begin(last_tick)
+            while self.running:
+                # the next frame's work starts _lead_s before its slot: before this frame is
+                # shown when the lead is over a period (its decode then overlaps this frame's wait)
+                slot = making.slot + period
+                ahead = slot - self._lead_s(period) <= making.slot
+                if ahead:
+                    time.sleep(max(0.0, slot - self._lead_s(period) - time.perf_counter()))
+                    following = self._begin(slot)
+                now = self._present(making, last_tick)
+                last_tick = now
+                if getattr(self.source, "finished", False) or (duration_s and now - started >= duration_s):
+                    break
+                self._maybe_step_down(now)
+                if not ahead:
+                    if slot < now:      # shown over a period late: a new grid from this frame
+                        slot = now + period
+                    time.sleep(max(0.0, slot - self._lead_s(period) - time.perf_counter()))
+                    following = self._begin(slot)
+                elif following.slot < now:
+                    following.slot = now + period
+                making = following
+        finally:
+            self._decoder.shutdown(wait=True)
         return self.stats()
+
+    def _begin(self, slot):
+        """Read the newest audio, navigate, and hand the decode to the decode thread: a frame
+        in the making, shown in `slot`."""
+        samples, audio_s = self.source.read_latest(self.max_block)
+        t_read = time.perf_counter()
+        n = min(self.max_block, max(0, round((audio_s - self._last_audio_s) * self.source.rate)))
+        self._last_audio_s = audio_s
+        block = samples[len(samples) - n:]
+        dt_s, self._last_read = t_read - self._last_read, t_read
+        if self.latency_ms:         # beat events fire this much before the beat (see Pacing)
+            own = statistics.median(self.latency_ms[-30:]) / 1000.0
+            self.show.analyzer.latency_s = self.show.latency_s + own
+        z = self._navigate(block, dt_s)
+        decode = None if z is None else self._decoder.submit(_timed, self.show.generator.decode, z)
+        return _Making(slot, t_read, dt_s, block, audio_s, self.show.features, decode, self._bar_line)
+
+    def _present(self, making, last_tick):
+        """Wait for the frame's decode, hold it until its slot, show it, apply the controls;
+        records its work, interval and latency; returns when it was shown (perf_counter)."""
+        if making.decode is not None:
+            self._last_frame, made = making.decode.result()
+        else:
+            made = time.perf_counter()
+        frame = self._shaded(self._last_frame, making.dt_s)
+        meters = self._meters(making.features)
+        time.sleep(max(0.0, making.slot - time.perf_counter()))       # held until its slot
+        held = time.perf_counter()
+        for output in self.outputs:
+            if hasattr(output, "hear"):
+                output.hear(making.block, making.audio_s)
+            if hasattr(output, "show"):
+                output.show(frame, meters)
+        self._drain_controls(bar_line=making.bar_line)
+        now = time.perf_counter()
+        self.work_ms.append((max(0.0, made - making.t_read) + now - held) * 1000.0)
+        self.frame_ms.append((now - last_tick) * 1000.0)
+        self.latency_ms.append((now - making.t_read) * 1000.0)  # newest audio -> frame on screen
+        return now
 
     def _lead_s(self, period):
         """How long before its slot a frame's work starts (see Pacing in the class docstring):
-        the 90th percentile of the last 30 frames' work plus PACING_MARGIN_S, at most a period
-        (at once, until 5 frames have been timed). Not the longest: that holds every frame
-        longer (more latency) and did no better in 10-minute runs of the browser path
-        (benchmarks/README, fifth session)."""
+        the LEAD_PERCENTILE of the last LEAD_FRAMES frames' work plus PACING_MARGIN_S, at most
+        two periods (at once, until 5 frames have been timed)."""
         if len(self.work_ms) < 5:
             return period
-        return min(period, float(np.percentile(self.work_ms[-30:], 90)) / 1000.0 + PACING_MARGIN_S)
+        lead = float(np.percentile(self.work_ms[-LEAD_FRAMES:], LEAD_PERCENTILE)) / 1000.0 + PACING_MARGIN_S
+        return min(2.0 * period, lead)
 
     def stats(self):
         """The run's figures (the --stats JSON); a frame rate only when at least two frames

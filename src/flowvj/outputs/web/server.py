@@ -11,9 +11,13 @@
 
 Threads: aiohttp runs in a thread of its own with its own event loop, because the engine's loop is
 synchronous and must never wait on the network. `show` only copies the frame and swaps a reference
-under a lock, then wakes the server ("latest wins": frames are never queued, so a slow client gets
-fewer frames, not older ones); any encoding happens in the server thread, once per frame for all
-clients. Controls from the page are validated in the server thread, then appended to a
+under a lock ("latest wins": frames are never queued, so a slow client gets fewer frames, not older
+ones); the server thread looks for a newer frame every FRAME_POLL_S and sends it; any encoding
+happens there, once per frame for all clients. `show` does not wake the server itself: a wake-up
+from the engine's thread (a byte on the loop's self-pipe) hands the GIL to the server thread, and
+with Chromium on the same two cores the engine then waited 7-12 ms for it back in 9 % of frames
+at 192x108 and 30 fps (`_wake` in show took 7.3 ms median in those), which made most of the
+browser path's intervals over 40 ms; polling costs the page ~1 ms of delay on average. Controls from the page are validated in the server thread, then appended to a
 lock-protected list that `pending_controls()` drains, and also passed to `on_control(name, value)`
 if given; that callback runs in the *server* thread, so it must be quick and thread-safe (the
 engine should prefer `pending_controls()`). `update_controls` (any thread) changes the values the
@@ -78,6 +82,7 @@ CONTROL_RANGES = {  # numeric controls: (min, max), inclusive; the page's slider
 }
 METERS_INTERVAL_S = 0.1  # meters to each client at most ~10 times a second
 START_TIMEOUT_S = 10.0
+FRAME_POLL_S = 0.002  # how often the server thread looks for a newer frame while a page is open
 RAW_MAX_PIXELS = 64 * 64  # small frames go raw to every page: a JPEG would save little and blur
 JPEG_QUALITY = 90
 FRAME_ENCODINGS = ("auto", "raw", "jpeg")  # auto: JPEG to pages on other machines (see above)
@@ -122,7 +127,7 @@ class WebOutput:
         self._state_seq = 0     # bumped when a control changes: every page gets the state
         self._pending = []      # (name, value) accepted from pages, drained by pending_controls()
         self._wake_scheduled = False
-        self._loop = self._thread = self._runner = None
+        self._loop = self._thread = self._runner = self._poller = None
         self._clients = {}      # ws -> Client
         self._refused = Tally("refused", "a request", "requests")
         self.frames_sent = 0    # frame messages written to sockets, all clients together
@@ -168,7 +173,7 @@ class WebOutput:
             if meters_text is not None:
                 self._meters = meters_text
                 self._meters_seq += 1
-        self._wake()
+        # no self._wake(): the server thread polls (_poll_frames; the module docstring says why)
 
     def pending_controls(self):
         """The valid control changes received since the last call, oldest first: [(name, value)]."""
@@ -258,7 +263,7 @@ class WebOutput:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(START_TIMEOUT_S)
         loop.close()
-        self._thread = self._runner = None
+        self._thread = self._runner = self._poller = None
 
     def __enter__(self):
         return self.start()
@@ -297,6 +302,7 @@ class WebOutput:
             raise
         if self.port == 0:
             self.port = self._runner.addresses[0][1]  # the port the system picked
+        self._poller = asyncio.get_running_loop().create_task(self._poll_frames())
 
     @property
     def _cookie(self):
@@ -320,7 +326,21 @@ class WebOutput:
             return "this show is open to the network: open the URL with ?token=... that flowvj printed"
         return None
 
+    async def _poll_frames(self):
+        """Wake the pages' send loops when show() has stored a newer frame (or meters): checked
+        every FRAME_POLL_S while a page is open, in the server thread, so the engine's thread
+        never wakes this one (see the module docstring)."""
+        seen = -1
+        while True:
+            await asyncio.sleep(FRAME_POLL_S if self._clients else 0.05)
+            latest = self._frame_seq, self._meters_seq     # ints read without the lock: a hint
+            if self._clients and latest != seen:
+                seen = latest
+                self._wake_clients()
+
     async def _shutdown(self):
+        if self._poller is not None:
+            self._poller.cancel()
         for ws in list(self._clients):
             await ws.close()
         await self._runner.cleanup()
