@@ -52,23 +52,32 @@ def test_the_live_loop_follows_the_track_clock_and_moves_the_picture(show_parts)
     assert stats["bad_frames"] == 0
 
 
-def test_frames_reach_the_screen_a_period_apart_although_their_work_varies(show_parts):
+def paced_run(show_parts, slow_s, every, seconds, fps=20):
+    """A LiveLoop whose every `every`-th decode sleeps `slow_s` more; returns (the loop, the
+    times the sink was shown frames, the threads the decodes ran in)."""
     model, images, track = show_parts
     show = Show(model, images, mode="explore")
-    decode, calls = show.generator.decode, []
+    decode, calls, threads = show.generator.decode, [], set()
 
-    def uneven_decode(z):      # every other frame's work 25 ms longer (Chromium taking a core)
+    def uneven_decode(z):
         calls.append(1)
-        if len(calls) % 2:
-            time.sleep(0.025)
+        threads.add(threading.get_ident())
+        if len(calls) % every == 0:
+            time.sleep(slow_s)
         return decode(z)
 
     show.generator.decode = uneven_decode
     stamps = Recorder()
     with SilentPlayback(FileSource(track)) as source:
-        loop = LiveLoop(show, source, [stamps], fps=20)
-        loop.run(2.0)
-    intervals = np.diff(stamps.times[10:]) * 1000.0     # after the lead has been learnt
+        loop = LiveLoop(show, source, [stamps], fps=fps)
+        loop.run(seconds)
+    return loop, stamps.times, threads
+
+
+def test_frames_reach_the_screen_a_period_apart_although_their_work_varies(show_parts):
+    # every other frame's work 25 ms longer (Chromium taking a core)
+    loop, times, _ = paced_run(show_parts, 0.025, every=2, seconds=2.0)
+    intervals = np.diff(times[10:]) * 1000.0     # after the lead has been learnt
     # shown as soon as made, the intervals would alternate ~25 / ~75 ms; held to their slots
     # they stay near the 50 ms period
     assert abs(np.median(intervals) - 50.0) < 3.0, intervals
@@ -77,23 +86,9 @@ def test_frames_reach_the_screen_a_period_apart_although_their_work_varies(show_
 
 
 def test_a_decode_longer_than_a_period_now_and_then_still_lands_in_its_slot(show_parts):
-    model, images, track = show_parts
-    show = Show(model, images, mode="explore")
-    decode, calls, threads = show.generator.decode, [], set()
-
-    def spiky_decode(z):       # every 6th frame's decode 1.4 periods long (the cores taken a while)
-        calls.append(1)
-        threads.add(threading.get_ident())
-        if len(calls) % 6 == 0:
-            time.sleep(0.070)
-        return decode(z)
-
-    show.generator.decode = spiky_decode
-    stamps = Recorder()
-    with SilentPlayback(FileSource(track)) as source:
-        loop = LiveLoop(show, source, [stamps], fps=20)
-        loop.run(4.0)
-    intervals = np.diff(stamps.times[24:]) * 1000.0     # after the lead has been learnt
+    # every 6th frame's decode 1.4 periods long (the cores taken for a while)
+    loop, times, threads = paced_run(show_parts, 0.070, every=6, seconds=4.0)
+    intervals = np.diff(times[24:]) * 1000.0     # after the lead has been learnt
     # made one at a time, each spike would show 20+ ms late (~1 interval in 6 over 70 ms); with
     # the next frame's work started before this one is shown, the spikes are absorbed
     assert abs(np.median(intervals) - 50.0) < 3.0, intervals
