@@ -95,6 +95,8 @@ def test_a_decode_longer_than_a_period_now_and_then_still_lands_in_its_slot(show
     assert np.percentile(intervals, 95) < 60.0, intervals
     assert threading.get_ident() not in threads     # the decode ran off the loop's thread
     assert np.median(loop.latency_ms[24:]) > 70.0   # the lead that took: work started early
+    # and the beat events are predicted by it (no --latency-ms here: the loop's own latency)
+    assert loop.show.analyzer.latency_s == pytest.approx(np.median(loop.latency_ms[-30:]) / 1000.0, rel=0.25)
 
 
 def test_window_quit_and_mode_keys_reach_the_loop(show_parts, monkeypatch):
