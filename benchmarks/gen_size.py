@@ -144,7 +144,7 @@ def main():
                       "measured": [(m["size"], m["threads"], round(m["decode_ms"], 1)) for m in measured]}
     load_end = os.getloadavg()
 
-    print(f"lite inverse, batch 1, decode() to a uint8 frame; load average {load_start[0]:.1f} at start, "
+    print(f"{args.model or 'bundled default (lite)'} inverse, batch 1, decode() to a uint8 frame; load average {load_start[0]:.1f} at start, "
           f"{load_end[0]:.1f} at end (2 cores)\n")
     print_table(rows)
     print()
