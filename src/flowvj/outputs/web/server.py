@@ -17,10 +17,11 @@ happens there, once per frame for all clients. `show` does not wake the server i
 from the engine's thread (a byte on the loop's self-pipe) hands the GIL to the server thread, and
 with Chromium on the same two cores the engine then waited 7-12 ms for it back in 9 % of frames
 at 192x108 and 30 fps (`_wake` in show took 7.3 ms median in those), which made most of the
-browser path's intervals over 40 ms; polling costs the page ~1 ms of delay on average. Controls from the page are validated in the server thread, then appended to a
-lock-protected list that `pending_controls()` drains, and also passed to `on_control(name, value)`
-if given; that callback runs in the *server* thread, so it must be quick and thread-safe (the
-engine should prefer `pending_controls()`). `update_controls` (any thread) changes the values the
+browser path's intervals over 40 ms; polling costs the page ~1 ms of delay on average.
+Controls from the page are validated in the server thread, then appended to a lock-protected list
+that `pending_controls()` drains, and also passed to `on_control(name, value)` if given; that
+callback runs in the *server* thread, so it must be quick and thread-safe (the engine should
+prefer `pending_controls()`). `update_controls` (any thread) changes the values the
 pages show; every page then gets the new state.
 
 Access (access.py says why): every route (page, static files, WebSocket) needs a Host that names
