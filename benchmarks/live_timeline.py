@@ -30,9 +30,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from show_targets import CHROMIUM, CHROMIUM_ARGS, LIVE_TRACK, log, open_drawing_page, table  # noqa: E402
-
-SIZE = (1280, 720)
+from resolution_targets import SIZE, open_output  # noqa: E402
+from show_targets import CHROMIUM, CHROMIUM_ARGS, LIVE_TRACK, log, table  # noqa: E402
 BLOCKED_MS = 5.0
 
 
@@ -43,16 +42,7 @@ def timeline(path, gen_size, fps, seconds, browser=None):
 
     _, show, _, threads = open_live(track=LIVE_TRACK, silent=True, gen_size=gen_size, fps=fps,
                                     output_size=SIZE)
-    page = None
-    if path == "window":
-        from flowvj.outputs.window import Window
-
-        output = Window(size=SIZE, vsync=False)
-    else:
-        from flowvj.outputs.web import WebOutput
-
-        output = WebOutput(port=0).start()
-        page = open_drawing_page(browser, output, show.generator.decode(show.image_latents[0]))
+    output, page = open_output(path, show, browser)
     calls, original = [], output.show
 
     def timed_show(frame, meters):

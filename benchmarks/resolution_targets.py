@@ -42,6 +42,19 @@ from show_targets import (CHROMIUM, CHROMIUM_ARGS, LIVE_TRACK, MUSIC, SYNC_MODES
 SIZE = (1280, 720)
 
 
+def open_output(path, show, browser=None):
+    """(output, page): a 1280x720 window (SDL dummy driver), or a WebOutput with a headless
+    Chromium page connected and drawing."""
+    if path == "window":
+        from flowvj.outputs.window import Window
+
+        return Window(size=SIZE, vsync=False), None
+    from flowvj.outputs.web import WebOutput
+
+    web = WebOutput(port=0).start()
+    return web, open_drawing_page(browser, web, show.generator.decode(show.image_latents[0]))
+
+
 def live_run(path, fps, seconds, browser=None, model=None):
     """LiveLoop on the looped track at --gen-size auto, as open_live sets it up."""
     from flowvj.audio.sources import FileSource, SilentPlayback
@@ -53,16 +66,7 @@ def live_run(path, fps, seconds, browser=None, model=None):
     pick_s = time.perf_counter() - start
     chosen = size_text(show.gen_size)
     log(f"  auto chose {chosen} in {pick_s:.1f} s (ladder below it: {[size_text(s) for s in ladder]})")
-    page = None
-    if path == "window":
-        from flowvj.outputs.window import Window
-
-        output = Window(size=SIZE, vsync=False)
-    else:
-        from flowvj.outputs.web import WebOutput
-
-        output = WebOutput(port=0).start()
-        page = open_drawing_page(browser, output, show.generator.decode(show.image_latents[0]))
+    output, page = open_output(path, show, browser)
     try:
         drawn_before = page.evaluate("window.flowvjFrames") if page else None
         source = SilentPlayback(FileSource(LIVE_TRACK), loop=True)
