@@ -741,10 +741,10 @@ class LiveLoop:
             while self.running:
                 # the next frame's work starts _lead_s before its slot: before this frame is
                 # shown when the lead is over a period (its decode then overlaps this frame's wait)
-                slot = making.slot + period
-                ahead = slot - self._lead_s(period) <= making.slot
+                slot, lead = making.slot + period, self._lead_s(period)
+                ahead = slot - lead <= making.slot
                 if ahead:
-                    time.sleep(max(0.0, slot - self._lead_s(period) - time.perf_counter()))
+                    time.sleep(max(0.0, slot - lead - time.perf_counter()))
                     following = self._begin(slot)
                 now = self._present(making, last_tick)
                 last_tick = now
@@ -754,7 +754,7 @@ class LiveLoop:
                 if not ahead:
                     if slot < now:      # shown over a period late: a new grid from this frame
                         slot = now + period
-                    time.sleep(max(0.0, slot - self._lead_s(period) - time.perf_counter()))
+                    time.sleep(max(0.0, slot - lead - time.perf_counter()))
                     following = self._begin(slot)
                 elif following.slot < now:
                     following.slot = now + period
