@@ -65,6 +65,21 @@ tuning-fold median / minimum unless said otherwise):
   with the full comb, or with at least 6-8 teeth: tuning mix Alf42red -> Impulslogik never
   re-locks (the fresh comb takes Impulslogik's offbeat at once), as with 4 teeth.
 
+- the quick switch, quick_recency_s 0.75 (quick_s 0, quick_gone 0.1) and resume_s 8, stage 3 of
+  the search (2026-12-03): the slow salience (recency 2 s, multiples up to 8 beats) lets go of a
+  mixed-out tempo 2-3 s after the fade, as its long lags still see the old track; one and two
+  beats at recency 0.75 s see the new one ~2 s sooner. Tuning fold 0.963 / 0.621 -> 0.963 /
+  0.705, its mixes' re-locks 0.7, 6.7, 1.7, 0.0 -> 0.6, 3.7, 1.7, 0.0 beats (all four within 4);
+  held out 0.968 / 0.420 -> 0.931 / 0.420, its mixes 5.7, 3.5, 13.0, 2.2 -> 1.7, never, 2.0,
+  2.2. The cost: a short break can trigger it (Greshz, a 14 s loop, 0.97 -> 0.70: 3 s at 112
+  BPM), and TameAnderson -> Jousboxx now switches within a beat of the fade onto the offbeat,
+  as the start-over comb still looks back into the old track. Lost on the tuning fold in the
+  same run: quick_s 0.25-0.5 (one tuning mix at 4.7 beats, or 19.8), quick_recency_s 0.5 and
+  1.0, quick_gone 0.2; in a scratch run, a start-over comb of the last 4 or 8 beats only
+  (tuning median 0.941 / 0.957; held out 0.929 / 0.584 and every held-out mix within 2.5 beats
+  at 4), and the quick switch needing to hold for 0.5-1 s (it then never came first). resume_s
+  alone raised the tuning median to 0.975 but leaves the 6.7-beat re-lock.
+
 The failure left (the held-out DirtyLove 177, F 0.42): the tracker locks at 88.5 on the
 eighth-note offbeat in its 10 s intro and stays there for ~50 s, because the beat leads that
 offbeat by less than the 1.5x a jump needs. Its kick band has no pattern at the beat (comb
@@ -214,13 +229,23 @@ class BeatTracker:
         since the new tempo's onsets began (at least 4), and the phase follows the comb at once
         (a jump needs the margin but no wait): the comb otherwise still looks at the previous
         track. 0 turns it off.
+    quick_recency_s, quick_s, quick_gone, quick_floor : float
+        The quick switch (`_quick_switch`): a salience of one and two beats with recency
+        quick_recency_s (0 turns it off), averaged over quick_s (0: not averaged); once the current
+        tempo is below quick_gone in it and another tempo above quick_floor, that tempo is the
+        one to take (it must still lead for switch_s).
+    resume_s : float
+        A switch back to the tempo left less than this long ago resumes that tempo's beat grid
+        where it would be now, instead of a new phase from the comb (a wrong quick switch in a
+        fill or a break costs its own seconds only). 0 turns it off.
     """
 
     def __init__(self, frame_rate, tempo_range=(80.0, 180.0), history_s=12.0, recency_s=2.0, thirds=0.5,
                  min_history_s=2.0, lock_s=1.0, lock_confidence=0.15, estimate_every_s=0.1,
                  salience_s=0.5, min_confidence=0.1, switch_s=0.5, switch_margin=1.2, phase_switch_s=2.0,
                  phase_margin=1.5, tempo_gain=0.25, phase_gain=0.1, multiples=(1, 2, 4, 8), n_comb=16,
-                 comb_decay=0.9, relock_beats=0.0):
+                 comb_decay=0.9, relock_beats=0.0, quick_recency_s=0.75, quick_s=0.0, quick_gone=0.1,
+                 quick_floor=0.3, resume_s=8.0):
         lo, hi = tempo_range
         if not 0 < lo < hi:
             raise ValueError(f"tempo_range must be 0 < lo < hi, got {tempo_range}")
@@ -236,6 +261,8 @@ class BeatTracker:
         self.tempo_gain, self.phase_gain = tempo_gain, phase_gain
         self.multiples, self.n_comb, self.comb_decay = multiples, n_comb, comb_decay
         self.relock_beats = relock_beats
+        self.quick_recency_s, self.quick_s = quick_recency_s, quick_s
+        self.quick_gone, self.quick_floor, self.resume_s = quick_gone, quick_floor, resume_s
         self.reset()
 
     def reset(self):
@@ -250,6 +277,8 @@ class BeatTracker:
         self._challenger_bpm, self._challenger_since = 0.0, 0.0
         self._phase_since = None
         self._tempo_since = None       # when the current tempo's onsets began (None: a first lock)
+        self._quick = None             # the quick salience (see _quick_switch)
+        self._left = None              # (period, a beat time, when) of the tempo last left
 
     def update(self, onset_strength, time_s, delay_s=0.0, phase_strength=None):
         """Add one frame's onset strength (the tempo's) and phase strength (the phase comb's; the
@@ -303,8 +332,14 @@ class BeatTracker:
         teeth = self.n_comb if fresh is None else int(np.clip(fresh, 4, self.n_comb))
         lags, scores = beat_alignment(x[1], period_frames, teeth, self.comb_decay)
         if switching or self.period_s <= 0:              # start over at the new tempo
-            self.period_s = 60.0 / bpm
-            self.last_beat_s = onset_s - lags[np.argmax(scores)] / self.frame_rate
+            left, self._left = self._left, (self.period_s, self.last_beat_s, onset_s) if switching else None
+            if self.resume_s and switching and left and abs(60.0 / bpm - left[0]) < 0.03 * left[0] \
+                    and onset_s - left[2] <= self.resume_s:
+                self.period_s = left[0]                  # back to the tempo just left: its grid runs on
+                self.last_beat_s = left[1] + np.floor((onset_s - left[1]) / left[0]) * left[0]
+            else:
+                self.period_s = 60.0 / bpm
+                self.last_beat_s = onset_s - lags[np.argmax(scores)] / self.frame_rate
             self.next_beat_s = self.last_beat_s + self.period_s
             while self.next_beat_s <= now_s:
                 self.next_beat_s += self.period_s
@@ -339,6 +374,7 @@ class BeatTracker:
                 local = int(near[np.argmax(self._salience[near])])
                 if self._salience[best] < self.switch_margin * self._salience[local]:
                     best = local                           # the current tempo still explains it
+                best = self._quick_switch(x, current, near, best)
         self.confidence = float(np.clip(self._salience[best], 0.0, 1.0))
         bpm = self.bpm_grid[best]
         if 0 < best < len(salience) - 1:                   # parabola through the neighbours
@@ -346,6 +382,26 @@ class BeatTracker:
             if a - 2 * b + c < 0:
                 bpm += 0.5 * (a - c) / (a - 2 * b + c) * (self.bpm_grid[1] - self.bpm_grid[0])
         return bpm, salience[best]
+
+    def _quick_switch(self, x, current, near, best):
+        """The tempo to take now (index into bpm_grid): `best`, unless the quick salience (one and
+        two beats, recency quick_recency_s, averaged over quick_s) has lost the current tempo
+        (below quick_gone) and found another (above quick_floor): the next track of a DJ's mix,
+        seconds before the slow salience lets go of the last one. Then that tempo, and the slow
+        average restarts from the quick one (else it would switch straight back)."""
+        if not self.quick_recency_s:
+            return best
+        quick = tempo_salience(x, self.frame_rate, self.bpm_grid, (1, 2), self.thirds, self.quick_recency_s)
+        if self.quick_s:
+            self._quick = quick if self._quick is None else \
+                self._quick - np.expm1(-self.every / self.frame_rate / self.quick_s) * (quick - self._quick)
+            quick = self._quick
+        fast = int(np.argmax(quick))
+        if abs(self.bpm_grid[fast] - current) > 0.03 * current and quick[fast] >= self.quick_floor \
+                and quick[near].max() <= self.quick_gone:
+            self._salience = quick.copy()
+            return fast
+        return best
 
     def _follow_phase(self, lags, scores, onset_s, settling=False):
         """Nudge the next predicted beat toward the comb's best phase near the prediction, or jump
