@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from beat_cv import FOLDS, HELD_OUT_MIXES, TRACKS as LMMS, declared_bpm, level_f, load_reference, tempo_error  # noqa: E402
+from beat_cv import FOLDS, HELD_OUT_MIXES, TRACKS as LMMS, declared_bpm, level_f, load_reference, rule_mixes, tempo_error  # noqa: E402
 
 from flowvj.audio.analyzer import Analyzer, _weighted_median  # noqa: E402
 from flowvj.audio.sources import FileSource  # noqa: E402
@@ -41,7 +41,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRACKS = [(f"{stem}.ogg", declared_bpm(stem), FOLDS[stem]) for stem in LMMS] + \
     [("warzone2100_legacy_track14_ArtifactBeacon_130bpm.opus", 130.0, "no fold")]
 # (from track, its start s, to track, its start s): held-out tracks of different tempi
-MIXES = HELD_OUT_MIXES
+MIXES = HELD_OUT_MIXES + rule_mixes("held out")
 COST_TRACK, COST_S = "lmms_Jousboxx-BuzzerBeater_128bpm.ogg", 60.0
 MIX_A_S, FADE_S = 20.0, 4.0
 KICK_FILE = DATA / "beats" / "beatnet_808kick120bpm.mp3"

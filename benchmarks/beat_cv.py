@@ -6,11 +6,11 @@ grid in `.beats`) are split once, by a rule fixed before any figure was seen: in
 candidate setting of a stage in `STAGES` runs on every track; the setting with the best median
 beat F on the tuning fold (ties: the best minimum) is the choice, and the figures that count are
 the held-out fold's with that choice. Stages 2 and 3 (how fast a new tempo takes over) only admit
-the settings with the fewest cross-fades between tuning-fold tracks (`TUNING_MIXES`) that
+the settings with the fewest cross-fades between tuning-fold tracks (`HAND_MIXES`, `rule_mixes`) that
 re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and `analyzer.PHASE_INPUT`
 must be the final choice (the script says whether they are). What the reverse split (choosing
 on the held-out fold) would choose is printed too, as a check that the choice does not hang on
-the split; with the choice, the held-out mixes (`HELD_OUT_MIXES`, held-out tracks only) are
+the split; with the choice, the held-out mixes (`HELD_OUT_MIXES` and `rule_mixes("held out")`, held-out tracks only) are
 scored as well. In both stages only settings that keep the beat through the synthesised
 4-bar breakdowns of tests/test_tempo.py are eligible (`keeps_the_beat`).
 
@@ -56,7 +56,7 @@ TOLERANCE_S = 0.07
 TRACKS = sorted(p.stem for p in MUSIC.glob("lmms_*.ogg"))
 FOLDS = {stem: ("tuned on" if i % 2 == 0 else "held out") for i, stem in enumerate(TRACKS)}
 TRACKS_PER_FOLD = {fold: sum(f == fold for f in FOLDS.values()) for fold in ("tuned on", "held out")}
-# Candidate settings, searched in three stages (a full product would be 3456 runs of 19 tracks):
+# Candidate settings, searched in three stages (a full product would be 6912 runs of 19 tracks):
 # stage 1 the tempo and phase inputs, stage 2 how fast a new tempo takes over, with stage 1's
 # choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's. Each line is one choice the tracker's docstring explains. The phase comb's margin
 # (1.5) and teeth (16, decay 0.9) were chosen by the same search before (git history of this
@@ -69,15 +69,34 @@ STAGES = [
     {"quick_recency_s": (0.0, 0.5, 0.75, 1.0),   # the quick salience that lets go of a mixed-out tempo
      "quick_s": (0.0, 0.25, 0.5),        # its averaging
      "quick_gone": (0.1, 0.2),           # how low the current tempo must fall in it
-     "resume_s": (0.0, 8.0)},            # a switch back within this long resumes the old grid
+     "resume_s": (0.0, 8.0),             # a switch back within this long resumes the old grid
+     "quick_teeth": (0, 4)},             # the start-over comb after a quick switch (0: 16 teeth)
 ]
 # Stages 2 and 3 also need re-locks: cross-fades between tuning-fold tracks of different tempo
 # (from, its start s, to, its start s); only the settings with the fewest of them re-locking later
-# than 4 beats are eligible.
-TUNING_MIXES = [("lmms_Shovon-ProgressiveHousePluckDemo_128bpm", 60, "lmms_Thomasso-AxeFromThe80s_140bpm", 60),
-                ("lmms_EsoXLB-CPU_128bpm", 60, "lmms_Oglsdl-PpTrip_140bpm", 30),
-                ("lmms_Alf42red-Mauiwowi_102bpm", 30, "lmms_Impulslogik-Zen_140bpm", 60),
-                ("lmms_Skiessi-Onion_140bpm", 60, "lmms_CapDan-ReggaetonTry_180bpm", 20)]
+# than 4 beats are eligible. The first four were picked by hand; the rest by `rule_mixes`.
+HAND_MIXES = [("lmms_Shovon-ProgressiveHousePluckDemo_128bpm", 60, "lmms_Thomasso-AxeFromThe80s_140bpm", 60),
+              ("lmms_EsoXLB-CPU_128bpm", 60, "lmms_Oglsdl-PpTrip_140bpm", 30),
+              ("lmms_Alf42red-Mauiwowi_102bpm", 30, "lmms_Impulslogik-Zen_140bpm", 60),
+              ("lmms_Skiessi-Onion_140bpm", 60, "lmms_CapDan-ReggaetonTry_180bpm", 20)]
+RULE_MIN_S, RULE_START_S = 60.0, 30.0
+
+
+def rule_mixes(fold="tuned on"):
+    """More mixes by a rule fixed before their figures were seen: each of the fold's tracks of at
+    least RULE_MIN_S (name order) into the next such track whose declared tempo differs by more
+    than 3 % with octaves folded (wrapping round), both from RULE_START_S."""
+    stems = [s for s in TRACKS if FOLDS[s] == fold
+             and FileSource(MUSIC / f"{s}.ogg", RATE).duration_s >= RULE_MIN_S]
+    mixes = []
+    for i, a in enumerate(stems):
+        for b in stems[i + 1:] + stems[:i]:
+            if tempo_error(declared_bpm(b), declared_bpm(a)) > 0.03:
+                mixes.append((a, RULE_START_S, b, RULE_START_S))
+                break
+    return mixes
+
+
 # Held-out mixes (held-out tracks only), reported with the choice and by audio_accuracy.py.
 HELD_OUT_MIXES = [("lmms_Skiessi-222_100bpm", 0.0, "lmms_TameAnderson-MakeMe_140bpm", 60.0),
                   ("lmms_TameAnderson-MakeMe_140bpm", 60.0, "lmms_Jousboxx-BuzzerBeater_128bpm", 60.0),
@@ -91,7 +110,7 @@ BREAKDOWN_BPM = 128.0
 # search, the quick switch off; salience_s 0.5 and switch_s 0.5 were chosen by the earlier search
 # and are held there; quick_floor at 0.3).
 START = {"recency_s": 2.0, "relock_beats": 0, "quick_recency_s": 0.0, "quick_s": 0.0, "quick_gone": 0.1,
-         "resume_s": 0.0}
+         "resume_s": 0.0, "quick_teeth": 0}
 
 
 def declared_bpm(stem):
@@ -321,8 +340,8 @@ def main():
     for stem in TRACKS:
         print(f"front end: {stem}", file=sys.stderr, flush=True)
         inputs[stem] = tracker_inputs(stem)
-    tuning_mixes = [(mix_inputs(*mix), mix[2]) for mix in TUNING_MIXES]
-    held_mixes = [(mix_inputs(*mix), mix[2]) for mix in HELD_OUT_MIXES]
+    tuning_mixes = [(mix_inputs(*mix), mix[2]) for mix in HAND_MIXES + rule_mixes()]
+    held_mixes = [(mix_inputs(*mix), mix[2]) for mix in HELD_OUT_MIXES + rule_mixes("held out")]
     breakdowns = [breakdown_inputs(silent) for silent in (False, True)]
     chosen, reverse = dict(START), dict(START)
     with multiprocessing.Pool(args.jobs) as pool:

@@ -43,9 +43,12 @@ tuning-fold median / minimum unless said otherwise):
   re-locked faster on some mixes, but both switched tempo in the synthesised 4-bar breakdowns
   (pad only, or silent) that tests/test_tempo.py checks, and only settings that keep the beat
   there are eligible;
-- relock_beats 0 (off): after a switch, a comb that only counts the new tempo's teeth and a
-  phase that follows it at once raised the tuning median to 0.979 / 0.771 at recency 2.0, but
-  one more tuning mix re-locked late (never), and the rule counts late re-locks first;
+- relock_beats 8: after a lock or a switch, a comb that only counts the new tempo's teeth and a
+  phase that follows it at once. With the first four tuning mixes it lost (one more re-locked
+  late: never), so it was off until 2026-12-03; with the eight mixes `beat_cv.rule_mixes` adds
+  (12 in all) 6 re-lock late with it and without, so the tuning median decides. Tuning fold
+  0.963 / 0.621 -> 0.979 / 0.771; held out 0.968 / 0.420 -> 0.954 / 0.584 (DirtyLove 0.42 ->
+  0.58);
 - a 16-beat comb (decay 0.9) and a phase jump only once another phase leads by 1.5x for 2 s:
   the best tuning-fold median and minimum; a lower margin jumped to the offbeat in breakdowns.
   Measured again in a scratch run (snare input, recency 1.5, relock_beats 8): margin 1.2 0.950,
@@ -65,23 +68,27 @@ tuning-fold median / minimum unless said otherwise):
   with the full comb, or with at least 6-8 teeth: tuning mix Alf42red -> Impulslogik never
   re-locks (the fresh comb takes Impulslogik's offbeat at once), as with 4 teeth.
 
-- the quick switch, quick_recency_s 0.75 (quick_s 0, quick_gone 0.1) and resume_s 8, stage 3 of
-  the search (2026-12-03): the slow salience (recency 2 s, multiples up to 8 beats) lets go of a
-  mixed-out tempo 2-3 s after the fade, as its long lags still see the old track; one and two
-  beats at recency 0.75 s see the new one ~2 s sooner. Tuning fold 0.963 / 0.621 -> 0.963 /
-  0.705, its mixes' re-locks 0.7, 6.7, 1.7, 0.0 -> 0.6, 3.7, 1.7, 0.0 beats (all four within 4);
-  held out 0.968 / 0.420 -> 0.931 / 0.420, its mixes 5.7, 3.5, 13.0, 2.2 -> 1.7, never, 2.0,
-  2.2. The cost: a short break can trigger it (Greshz, a 14 s loop, 0.97 -> 0.70: 3 s at 112
-  BPM), and TameAnderson -> Jousboxx now switches within a beat of the fade onto the offbeat,
-  as the start-over comb still looks back into the old track. Lost on the tuning fold in the
-  same run: quick_s 0.25-0.5 (one tuning mix at 4.7 beats, or 19.8), quick_recency_s 0.5 and
-  1.0, quick_gone 0.2; in a scratch run, a start-over comb of the last 4 or 8 beats only
-  (tuning median 0.941 / 0.957; held out 0.929 / 0.584 and every held-out mix within 2.5 beats
-  at 4), and the quick switch needing to hold for 0.5-1 s (it then never came first). resume_s
-  alone raised the tuning median to 0.975 but leaves the 6.7-beat re-lock.
+- the quick switch, quick_recency_s 1.0 (quick_s 0, quick_gone 0.1; resume_s and quick_teeth off),
+  stage 3 of the search (2026-12-03): the slow salience (recency 2 s, multiples up to 8 beats)
+  lets go of a mixed-out tempo 2-3 s after the fade, as its long lags still see the old track; one
+  and two beats at recency 0.75-1 s see the new one ~2 s sooner. With relock_beats 8: tuning fold
+  0.979 / 0.771 -> 0.959 / 0.640, its 12 mixes re-locking late 6 -> 3; held out 0.954 / 0.584 ->
+  0.944 / 0.584. Against the defaults before this session, the held-out mixes re-lock (beats) 5.7,
+  3.5, 13.0, 2.2 -> 3.7, 2.5, 2.0, 2.2 (the four picked by hand) and 3.7, 4.5, 7.7, never, 0.7,
+  0.7 on the six `rule_mixes("held out")` both ways. The cost: a short break can trigger it
+  (Greshz, a 14 s loop, 0.97 -> 0.74: 3 s at 112 BPM; Saber 0.95 -> 0.80). Lost on the tuning fold
+  in the same stage: quick_recency_s 0.5 / 0.75, averaging it (quick_s 0.25 / 0.5), quick_gone 0.2
+  (4 late mixes each), resume_s 8 (a switch back within 8 s resumes the old grid: the same late
+  mixes, a lower minimum), quick_teeth 4 (a start-over comb of the last 4 beats after a quick
+  switch: the same tuning figures, so the rule keeps the first, off). Lost in scratch runs: the
+  quick condition having to hold for 0.5-1 s (the quick salience flickers, so the slow switch
+  always came first), and the kick band choosing between the start-over phase and half a beat from
+  it (30-150 Hz linear flux comb 1.5-3x the other: no change on the tuning fold, one held-out mix
+  later).
 
-The failure left (the held-out DirtyLove 177, F 0.42): the tracker locks at 88.5 on the
-eighth-note offbeat in its 10 s intro and stays there for ~50 s, because the beat leads that
+The failure left (the held-out DirtyLove 177, F 0.58; 0.42 with relock_beats off): the tracker
+locks at 88.5 on the eighth-note offbeat in its 10 s intro and (relock_beats off) stays there for
+~50 s, because the beat leads that
 offbeat by less than the 1.5x a jump needs. Its kick band has no pattern at the beat (comb
 score ~1, its mean) and its other onsets mark the beat and the offbeat alike (comb 2-6 at both
 for the first minute): onsets alone do not say which is the beat; aubio.tempo scores 0.507.
@@ -234,6 +241,9 @@ class BeatTracker:
         quick_recency_s (0 turns it off), averaged over quick_s (0: not averaged); once the current
         tempo is below quick_gone in it and another tempo above quick_floor, that tempo is the
         one to take (it must still lead for switch_s).
+    quick_teeth : int
+        Teeth of the start-over comb when the quick switch chose the new tempo (0: n_comb): the
+        new track's onsets began only seconds ago, and older teeth look at the one mixed out.
     resume_s : float
         A switch back to the tempo left less than this long ago resumes that tempo's beat grid
         where it would be now, instead of a new phase from the comb (a wrong quick switch in a
@@ -244,8 +254,8 @@ class BeatTracker:
                  min_history_s=2.0, lock_s=1.0, lock_confidence=0.15, estimate_every_s=0.1,
                  salience_s=0.5, min_confidence=0.1, switch_s=0.5, switch_margin=1.2, phase_switch_s=2.0,
                  phase_margin=1.5, tempo_gain=0.25, phase_gain=0.1, multiples=(1, 2, 4, 8), n_comb=16,
-                 comb_decay=0.9, relock_beats=0.0, quick_recency_s=0.75, quick_s=0.0, quick_gone=0.1,
-                 quick_floor=0.3, resume_s=8.0):
+                 comb_decay=0.9, relock_beats=8.0, quick_recency_s=1.0, quick_s=0.0, quick_gone=0.1,
+                 quick_floor=0.3, resume_s=0.0, quick_teeth=0):
         lo, hi = tempo_range
         if not 0 < lo < hi:
             raise ValueError(f"tempo_range must be 0 < lo < hi, got {tempo_range}")
@@ -263,6 +273,7 @@ class BeatTracker:
         self.relock_beats = relock_beats
         self.quick_recency_s, self.quick_s = quick_recency_s, quick_s
         self.quick_gone, self.quick_floor, self.resume_s = quick_gone, quick_floor, resume_s
+        self.quick_teeth = quick_teeth
         self.reset()
 
     def reset(self):
@@ -278,6 +289,7 @@ class BeatTracker:
         self._phase_since = None
         self._tempo_since = None       # when the current tempo's onsets began (None: a first lock)
         self._quick = None             # the quick salience (see _quick_switch)
+        self._quick_estimate = -10**9  # the estimate at which it last chose a tempo
         self._left = None              # (period, a beat time, when) of the tempo last left
 
     def update(self, onset_strength, time_s, delay_s=0.0, phase_strength=None):
@@ -330,6 +342,9 @@ class BeatTracker:
             self._tempo_since = self._challenger_since - (self.switch_s if switching else self.lock_s)
         fresh = self._fresh_beats(onset_s, 60.0 / bpm)
         teeth = self.n_comb if fresh is None else int(np.clip(fresh, 4, self.n_comb))
+        quick = self._estimates - self._quick_estimate <= self.switch_s * self.frame_rate / self.every + 2
+        if switching and quick and self.quick_teeth:     # the quick switch's tempo, taken now
+            teeth = self.quick_teeth
         lags, scores = beat_alignment(x[1], period_frames, teeth, self.comb_decay)
         if switching or self.period_s <= 0:              # start over at the new tempo
             left, self._left = self._left, (self.period_s, self.last_beat_s, onset_s) if switching else None
@@ -400,6 +415,7 @@ class BeatTracker:
         if abs(self.bpm_grid[fast] - current) > 0.03 * current and quick[fast] >= self.quick_floor \
                 and quick[near].max() <= self.quick_gone:
             self._salience = quick.copy()
+            self._quick_estimate = self._estimates
             return fast
         return best
 
