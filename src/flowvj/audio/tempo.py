@@ -87,12 +87,15 @@ tuning-fold median / minimum unless said otherwise):
   half a beat from it (30-150 Hz linear flux comb 1.5-3x the other: no change on the tuning fold,
   one held-out mix later).
 
-The failure left (the held-out DirtyLove 177, F 0.58; 0.42 with relock_beats off): the tracker
-locks at 88.5 on the eighth-note offbeat in its 10 s intro and (relock_beats off) stays there for
-~50 s, because the beat leads that
-offbeat by less than the 1.5x a jump needs. Its kick band has no pattern at the beat (comb
-score ~1, its mean) and its other onsets mark the beat and the offbeat alike (comb 2-6 at both
-for the first minute): onsets alone do not say which is the beat; aubio.tempo scores 0.507.
+The failures left. DirtyLove (held out, 177 BPM, tracked at 88.5) scores F 0.58. With
+relock_beats off it scored 0.42: it locked on the eighth-note offbeat in its 10 s intro and stayed
+there ~50 s, since the beat led that offbeat by less than the 1.5x a jump needs (its kick band has
+no pattern at the beat, and its other onsets mark the beat and the offbeat alike). Now every beat
+lies on a beat of the 177 grid, but at 55.9 s the phase moves from the even grid beats to the odd
+ones, and the score at the tracker's level takes one of the two for the whole track; aubio.tempo
+scores 0.507. Three of the ten held-out mixes re-lock late (4.5, 7.7 beats, never): at the start
+over after the switch, the comb takes an offbeat that the new track's accents mark more strongly
+than its beat (Saber -> Socceroos: the eighth offbeat of 200 BPM).
 
 `beat_f_measure` scores beat times against a reference grid (the standard F-measure).
 """
