@@ -5,13 +5,13 @@ grid in `.beats`) are split once, by a rule fixed before any figure was seen: in
 1st, 3rd, 5th, ... track is in the tuning fold, the 2nd, 4th, ... is held out (`FOLDS`). Every
 candidate setting of a stage in `STAGES` runs on every track; the setting with the best median
 beat F on the tuning fold (ties: the best minimum) is the choice, and the figures that count are
-the held-out fold's with that choice. Stages 2 and 3 (how fast a new tempo takes over) only admit
-the settings with the fewest cross-fades between tuning-fold tracks (`HAND_MIXES`, `rule_mixes`) that
-re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and `analyzer.PHASE_INPUT`
-must be the final choice (the script says whether they are). What the reverse split (choosing
-on the held-out fold) would choose is printed too, as a check that the choice does not hang on
-the split; with the choice, the held-out mixes (`HELD_OUT_MIXES` and `rule_mixes("held out")`, held-out tracks only) are
-scored as well. In both stages only settings that keep the beat through the synthesised
+the held-out fold's with that choice. Stages 2 and 3 (how fast a new tempo takes over) only
+admit the settings with the fewest cross-fades between tuning-fold tracks (`HAND_MIXES` and
+`rule_mixes()`) that re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and
+`analyzer.PHASE_INPUT` must be the final choice (the script says whether they are). What the
+reverse split (choosing on the held-out fold) would choose is printed too, as a check that the
+choice does not hang on the split; with the choice, the held-out mixes (`HELD_OUT_MIXES` and
+`rule_mixes("held out")`, held-out tracks only) are scored as well. In every stage only settings that keep the beat through the synthesised
 4-bar breakdowns of tests/test_tempo.py are eligible (`keeps_the_beat`).
 
 Scoring (shared with audio_accuracy.py):
@@ -41,6 +41,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from flowvj.audio.analyzer import PHASE_INPUT, Analyzer, _weighted_median, phase_strength
 from flowvj.audio.sources import FileSource
@@ -58,9 +59,9 @@ FOLDS = {stem: ("tuned on" if i % 2 == 0 else "held out") for i, stem in enumera
 TRACKS_PER_FOLD = {fold: sum(f == fold for f in FOLDS.values()) for fold in ("tuned on", "held out")}
 # Candidate settings, searched in three stages (a full product would be 6912 runs of 19 tracks):
 # stage 1 the tempo and phase inputs, stage 2 how fast a new tempo takes over, with stage 1's
-# choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's. Each line is one choice the tracker's docstring explains. The phase comb's margin
-# (1.5) and teeth (16, decay 0.9) were chosen by the same search before (git history of this
-# file) and are held at those values.
+# choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's. Each line is
+# one choice the tracker's docstring explains. The phase comb's margin (1.5) and teeth (16, decay
+# 0.9) were chosen by the same search before (git history of this file) and are held there.
 STAGES = [
     {"thirds": (0.0, 0.5),               # the 2/3-tempo penalty in tempo_salience
      "phase_input": ("log", "linear", "snare", "linear*snare")},   # analyzer.phase_strength
@@ -86,8 +87,8 @@ def rule_mixes(fold="tuned on"):
     """More mixes by a rule fixed before their figures were seen: each of the fold's tracks of at
     least RULE_MIN_S (name order) into the next such track whose declared tempo differs by more
     than 3 % with octaves folded (wrapping round), both from RULE_START_S."""
-    stems = [s for s in TRACKS if FOLDS[s] == fold
-             and FileSource(MUSIC / f"{s}.ogg", RATE).duration_s >= RULE_MIN_S]
+    stems = [s for s in TRACKS if FOLDS[s] == fold                # the header's length: no decode
+             and soundfile.info(str(MUSIC / f"{s}.ogg")).duration >= RULE_MIN_S]
     mixes = []
     for i, a in enumerate(stems):
         for b in stems[i + 1:] + stems[:i]:
@@ -323,8 +324,8 @@ def relock_rank(relocks):
 
 def choose(scores, relocks, steady, fold, stage):
     """The setting with the best median F (ties: minimum) on `fold`, among those that keep the
-    beat through the synthesised breakdowns (all, if none does); in stages 2 and 3 only among those of
-    them with the fewest tuning-mix re-locks over 4 beats (none, if any setting manages it)."""
+    beat through the synthesised breakdowns (all, if none does); in stages 2 and 3 only among
+    those of them with the fewest tuning-mix re-locks over 4 beats."""
     eligible = [s for s in scores if steady[s]] or list(scores)
     if stage >= 2:
         best_rank = max(relock_rank(relocks[s]) for s in eligible)

@@ -38,9 +38,12 @@ def _pulses(bpm, seconds, offset_s=0.0):
     return x
 
 
-def _beats(audio, rate=44100, **options):
-    """Beat times emitted by the analyzer over `audio`, and the Features of every block."""
+def _beats(audio, rate=44100, tracker=None, **options):
+    """Beat times emitted by the analyzer over `audio` (with `tracker` as its BeatTracker, if
+    given), and the Features of every block."""
     analyzer, beats, features = Analyzer(rate, **options), [], []
+    if tracker is not None:
+        analyzer.tempo = tracker
     for start in range(0, len(audio) - 1023, 1024):
         f = analyzer.process(audio[start:start + 1024])
         features.append(f)
@@ -241,15 +244,9 @@ def test_the_quick_switch_lets_go_of_a_mixed_out_tempo_within_4_beats():
     mix, reference = _cross_fade("lmms_Skiessi-222_100bpm", 0.0, "lmms_TameAnderson-MakeMe_140bpm", 60.0)
     relocks = {}
     for quick in (True, False):
-        analyzer = Analyzer(44100)
-        if not quick:
-            analyzer.tempo = BeatTracker(44100 / 512, quick_recency_s=0.0)
-        beats = []
-        for start in range(0, len(mix) - 1023, 1024):
-            features = analyzer.process(mix[start:start + 1024])
-            if features.beat and _folded_error(features.tempo_bpm, 140) < 0.02:   # beats at the new tempo
-                beats.append(features.beat_time_s)
-        relocks[quick] = _relock_s(np.array(beats), reference, 20.0)
+        _, features = _beats(mix, tracker=None if quick else BeatTracker(FRAME_RATE, quick_recency_s=0.0))
+        beats = [f.beat_time_s for f in features if f.beat and _folded_error(f.tempo_bpm, 140) < 0.02]
+        relocks[quick] = _relock_s(np.array(beats), reference, 20.0)           # beats at the new tempo
     assert relocks[True] is not None and relocks[True] <= 4 * 60 / 140
     assert relocks[False] is None or relocks[False] > 4 * 60 / 140
 

@@ -346,9 +346,9 @@ class BeatTracker:
             self._tempo_since = self._challenger_since - (self.switch_s if switching else self.lock_s)
         fresh = self._fresh_beats(onset_s, 60.0 / bpm)
         teeth = self.n_comb if fresh is None else int(np.clip(fresh, 4, self.n_comb))
-        quick = self._estimates - self._quick_estimate <= self.switch_s * self.frame_rate / self.every + 2
-        if switching and quick and self.quick_teeth:     # the quick switch's tempo, taken now
-            teeth = self.quick_teeth
+        if switching and self.quick_teeth and \
+                self._estimates - self._quick_estimate <= self.switch_s * self.frame_rate / self.every + 2:
+            teeth = self.quick_teeth                     # the quick switch's tempo, taken now
         lags, scores = beat_alignment(x[1], period_frames, teeth, self.comb_decay)
         if switching or self.period_s <= 0:              # start over at the new tempo
             left, self._left = self._left, (self.period_s, self.last_beat_s, onset_s) if switching else None
