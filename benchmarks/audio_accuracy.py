@@ -13,7 +13,8 @@ in the same run (hop 512, its better setting; its tempo is the median of its est
 - beat events: with `latency_s` = 0.1, how early (-) or late (+) each `beat_event` lands (the
   end of the block that fires it) against its reference beat minus 0.1 s;
 - re-lock: cross-fades between tracks of different tempo (4 s, equal power, both grids exact):
-  beats of the new track from the end of the fade to the first of 4 beats in a row on its grid;
+  beats of the new track from the end of the fade to the first of 4 beats in a row on its grid,
+  and when the new track's own beat enters (`beat_entry_s`: a fade into a breakdown has none);
 - the 808 kick file (all 19 kicks, latency from the true onset to the end of the block that
   reports it), the cost per block (over every track, and interleaved block by block against
   the analyzer with its beat tracker off, as a baseline under the same load), and one
@@ -32,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from beat_cv import FOLDS, HELD_OUT_MIXES, TRACKS as LMMS, declared_bpm, level_f, load_reference, rule_mixes, tempo_error  # noqa: E402
+from beat_cv import (FOLDS, HELD_OUT_MIXES, TRACKS as LMMS, declared_bpm, level_f, load_reference,  # noqa: E402
+                     record, rule_mixes, tempo_error)
 
 from flowvj.audio.analyzer import Analyzer, _weighted_median  # noqa: E402
 from flowvj.audio.sources import FileSource  # noqa: E402
+from flowvj.audio.tempo import tempo_salience  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRACKS = [(f"{stem}.ogg", declared_bpm(stem), FOLDS[stem]) for stem in LMMS] + \
@@ -51,6 +54,7 @@ BLOCK_S = BLOCK / RATE
 LOCK_IN_S = 5.0
 TOLERANCE_S = 0.07
 EVENT_LATENCY_S = 0.1
+PULSE_WINDOW_S, PULSE_FLOOR = 2.0, 0.2
 
 
 def run(samples, latency_s=0.0):
@@ -85,6 +89,21 @@ def lock_run(beats, beat_tempi, declared, reference, after_s=0.0):
             continue
         if reference is None or all(np.min(np.abs(reference - b)) <= TOLERANCE_S for b in window):
             return float(beats[i])
+    return float("nan")
+
+
+def beat_entry_s(tail, bpm):
+    """Seconds after the fade's end at which the new track, unmixed, first has a beat at its own
+    tempo: the plain autocorrelation (one and two beats, normalised) of the analyzer's onset
+    strength over the last PULSE_WINDOW_S s reaches PULSE_FLOOR; nan if not within the tail.
+    A property of the music, not of the tracker (a fade into a breakdown has no beat to lock to
+    yet); reported beside the re-lock, which is still counted from the fade's end."""
+    calls = record(tail)
+    credited = calls[:, 1] - calls[:, 2]
+    for end in np.arange(FADE_S, len(tail) / RATE, 0.1):
+        window = calls[(credited >= end - PULSE_WINDOW_S) & (credited < end), 0]
+        if tempo_salience(window, RATE / 512, np.array([bpm]), (1, 2))[0] >= PULSE_FLOOR:
+            return float(end - FADE_S)
     return float("nan")
 
 
@@ -149,7 +168,8 @@ def mix_figures(a, a_start, b, b_start):
     relock = lock_run(r["beats"], r["beat_tempi"], declared_bpm(b), reference, after_s=MIX_A_S)
     beats_after = (relock - MIX_A_S) / (60.0 / declared_bpm(b))
     return {"from": a, "to": b, "relock_s_after_fade": round(relock - MIX_A_S, 2),
-            "relock_beats_after_fade": round(beats_after, 1)}
+            "relock_beats_after_fade": round(beats_after, 1),
+            "beat_enters_s_after_fade": round(beat_entry_s(tail, declared_bpm(b)), 1)}
 
 
 def kick_figures():
@@ -245,8 +265,15 @@ def main():
           f"+-70 ms of their beat - latency; median {events['median_ms']} ms, p10 / p90 {events['p10_p90_ms']} ms "
           f"(+ = late; an event fires in the block whose end is at or after its time)")
     for m in mixes:
-        print(f"re-lock {m['from']} -> {m['to']}: {m['relock_beats_after_fade']} beats "
-              f"({m['relock_s_after_fade']} s) after the {FADE_S:.0f} s fade")
+        relock = "never re-locks" if np.isnan(m["relock_s_after_fade"]) else \
+            f"{m['relock_beats_after_fade']} beats ({m['relock_s_after_fade']} s)"
+        print(f"re-lock {m['from']} -> {m['to']}: {relock} after the {FADE_S:.0f} s fade; the new track's own "
+              f"beat enters {m['beat_enters_s_after_fade']} s after it")
+    from_entry = [m["relock_beats_after_fade"] - m["beat_enters_s_after_fade"] * declared_bpm(m["to"]) / 60.0
+                  for m in mixes]
+    print(f"re-locks within 4 beats: {sum(r <= 4 for r in (m['relock_beats_after_fade'] for m in mixes))}/{len(mixes)} "
+          f"counted from the fade's end (the target), {sum(r <= 4 for r in from_entry)}/{len(mixes)} from the later "
+          f"of the fade's end and the new track's beat entering")
     print(f"808 kicks: {kick['found']}/{kick['of']} found, {kick['events']} kick events, latency median "
           f"{kick['latency_median_ms']} ms, max {kick['latency_max_ms']} ms (true onset -> end of the reporting block)")
     shared = load_before > 0.5 * cost["cores"] or load_after > 0.5 * cost["cores"]

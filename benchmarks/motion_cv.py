@@ -27,6 +27,7 @@ Analyzer features per excerpt are cached under $TMPDIR/flowvj-motion-cv (keyed b
 analyzer's and tracker's source, so a changed beat tracker is re-run).
 
     .venv/bin/python benchmarks/motion_cv.py [--finalists 3] [--cli] [--cli-folds held-out|all]
+    .venv/bin/python benchmarks/motion_cv.py --ceilings
 """
 
 import argparse
@@ -47,7 +48,7 @@ from flowvj.audio import analyzer as analyzer_module, tempo as tempo_module
 from flowvj.audio.analyzer import Analyzer, attack_release, smoothing_coefficient
 from flowvj.audio.sources import FileSource
 from flowvj.engine import frame_bounds, load_show_images
-from flowvj.metrics import cross_correlation, frame_rms, onset_envelope
+from flowvj.metrics import _per_frame, cross_correlation, frame_rms, onset_envelope, spectral_flux
 
 FPS = 30
 PROXY_SIZE = (32, 18)
@@ -257,15 +258,40 @@ def cli_confirm(tracks, modes):
 N_IMAGES = len(load_show_images(None, PROXY_SIZE))
 
 
+def ceilings(data):
+    """Per track, before any picture: how well the code's drive follows the onsets (its xcorr
+    against the onset envelope, no navigation or decoding), and how well the envelope follows
+    itself (the same flux's mean in each frame against its maximum, which the envelope is). A
+    track whose envelope is mostly spikes inside frames, dense hits a few ms apart, scores low
+    on the second, and no drive of one value per frame can follow it much better."""
+    print("| track | fold | drive vs onsets | envelope's mean vs its max |")
+    print("|---|---|---|---|")
+    for stem, d in data.items():
+        source = FileSource(MUSIC / f"{stem}.ogg")
+        start, length = excerpt(source.duration_s)
+        first = int(round(start * source.rate))
+        audio = np.asarray(source.samples[first:first + int(round(length * source.rate))], dtype=np.float32)
+        times = np.arange(len(d["onsets"])) / FPS
+        flux, flux_times = spectral_flux(audio, source.rate)
+        drive = np.array([navigate.motion_drive(f) for f in d["features"]])
+        own = xcorr(d["onsets"], _per_frame(flux, flux_times, times, FPS, np.mean))[0]
+        print(f"| {stem} | {FOLDS[stem]} | {xcorr(d['onsets'], drive)[0]:.3f} | {own:.3f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--finalists", type=int, default=3,
                         help="how many of the latent screen's best go on to the decoded proxy (default 3)")
     parser.add_argument("--cli", action="store_true", help="confirm the code's default drive through the CLI")
     parser.add_argument("--cli-folds", default="held-out", choices=("held-out", "all"))
+    parser.add_argument("--ceilings", action="store_true",
+                        help="only print each track's drive and onset-envelope ceilings (see `ceilings`)")
     args = parser.parse_args()
     started = time.perf_counter()
     data = {t: track_data(f"{t}.ogg") for t in TRACKS}
+    if args.ceilings:
+        ceilings(data)
+        return
     calm = {c: track_data(c, whole=True) for c in CALM}
     log(f"features of {len(data)} excerpts and {len(calm)} ambient tracks: {time.perf_counter() - started:.0f} s")
     proxy = Proxy()

@@ -251,6 +251,22 @@ def test_the_quick_switch_lets_go_of_a_mixed_out_tempo_within_4_beats():
     assert relocks[False] is None or relocks[False] > 4 * 60 / 140
 
 
+def test_a_fade_into_a_breakdown_locks_within_4_beats_of_the_new_beat_entering():
+    # held-out tracks (audio_accuracy's mix Jousboxx -> Saber): Saber's beat is absent for the
+    # first 3.5 s after the fade (its own 2 s autocorrelation at 140 BPM < 0.2:
+    # audio_accuracy.beat_entry_s), so "4 beats after the fade" cannot be met; 4 beats after
+    # the beat enters can
+    mix, reference = _cross_fade("lmms_Jousboxx-BuzzerBeater_128bpm", 30.0, "lmms_Saber-FinalStep_140bpm", 30.0)
+    _, features = _beats(mix)
+    beats = [f.beat_time_s for f in features if f.beat and _folded_error(f.tempo_bpm, 140) < 0.02]
+    relock_s = _relock_s(np.array(beats), reference, 20.0)
+    assert relock_s is not None, "never re-locked"
+    assert relock_s <= 3.5 + 4 * 60 / 140
+    wrong = [f.tempo_bpm for f in features if 20.0 < f.time_s < 20.0 + relock_s
+             and f.tempo_bpm > 0 and min(_folded_error(f.tempo_bpm, 128), _folded_error(f.tempo_bpm, 140)) > 0.03]
+    assert not wrong, f"took a tempo of neither track in the breakdown: {sorted(set(np.round(wrong)))}"
+
+
 def test_the_next_beat_is_known_half_a_beat_before_it_arrives():
     audio, _ = _track("lmms_Skiessi-222_100bpm")
     beats, features = _beats(audio)

@@ -85,17 +85,28 @@ tuning-fold median / minimum unless said otherwise):
   scratch runs: the quick condition having to hold for 0.5-1 s (the quick salience flickers, so
   the slow switch always came first), and the kick band choosing between the start-over phase and
   half a beat from it (30-150 Hz linear flux comb 1.5-3x the other: no change on the tuning fold,
-  one held-out mix later).
+  one held-out mix later). Lost in scratch runs on 2026-12-04: taking the quick switch's tempo
+  after 0 or 0.2 s instead of switch_s (4 tuning mixes late against 3: a quick peak in a fade
+  was taken; Oglsdl's F rose 0.64 -> 0.92 by chance of phase); the start-over comb fed one band's
+  linear flux (1-5 kHz, 1.2-2.5 kHz, 0.6-2.5 kHz, 0.6-1.2 kHz or 150-300 Hz) instead of the phase
+  input: 3-5 tuning mixes late, and the three offbeat start overs stayed.
 
-The failures left. DirtyLove (held out, 177 BPM, tracked at 88.5) scores F 0.58. With
-relock_beats off it scored 0.42: it locked on the eighth-note offbeat in its 10 s intro and stayed
-there ~50 s, since the beat led that offbeat by less than the 1.5x a jump needs (its kick band has
-no pattern at the beat, and its other onsets mark the beat and the offbeat alike). Now every beat
-lies on a beat of the 177 grid, but at 55.9 s the phase moves from the even grid beats to the odd
-ones, and the score at the tracker's level takes one of the two for the whole track; aubio.tempo
-scores 0.507. Three of the ten held-out mixes re-lock late (4.5, 7.7 beats, never): at the start
-over after the switch, the comb takes an offbeat that the new track's accents mark more strongly
-than its beat (Saber -> Socceroos: the eighth offbeat of 200 BPM).
+The failures left (benchmarks/accent_profile.py shows the evidence). DirtyLove (held out, 177
+BPM, tracked at 88.5) scores F 0.58. With relock_beats off it scored 0.42: it locked on the
+eighth-note offbeat in its 10 s intro and stayed there ~50 s. Now every beat lies on a beat of the
+177 grid, but the accented half of the grid moves: the flux at its even beats over its odd ones is
+1.4-1.5 in the intro, 0.76-1.01 from 8 to 52 s, 0.13-0.29 from 52 to 84 s and 1.2 after. The
+tracker follows the accent at 55.9 s, and the score at the tracker's level takes one of the two
+every-other-beat grids for the whole track; aubio.tempo scores 0.507. Tracking it at 177 instead
+is a choice no fold can make: DirtyLove and Twilight (170) are the only tracks with both octaves in
+80-180, and both are held out. Three of the ten held-out mixes re-lock late (4.5, 7.7 beats,
+never). Jousboxx -> Saber fades into a breakdown: Saber's beat enters 3.5 s after the fade
+(audio_accuracy.beat_entry_s), and the tracker locks on it at once. DirtyLove -> Jousboxx: the old
+tempo's quick salience stays just above quick_gone. Saber -> Socceroos: at the start over after
+the switch, the comb takes an offbeat that the new track's accents mark more strongly than its beat
+(the eighth offbeat of 200 BPM). No band marks the beat on every track (between 30 and 16000 Hz,
+each of nine bands marks the offbeat more strongly than the beat on 2-7 of the 19 tracks), and no
+band fed to the start-over comb alone re-locked those mixes.
 
 `beat_f_measure` scores beat times against a reference grid (the standard F-measure).
 """
