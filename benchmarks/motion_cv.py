@@ -28,6 +28,7 @@ analyzer's and tracker's source, so a changed beat tracker is re-run).
 
     .venv/bin/python benchmarks/motion_cv.py [--finalists 3] [--cli] [--cli-folds held-out|all]
     .venv/bin/python benchmarks/motion_cv.py --ceilings
+    .venv/bin/python benchmarks/motion_cv.py --cli-only [--cli-folds held-out|all]
 """
 
 import argparse
@@ -284,6 +285,8 @@ def main():
                         help="how many of the latent screen's best go on to the decoded proxy (default 3)")
     parser.add_argument("--cli", action="store_true", help="confirm the code's default drive through the CLI")
     parser.add_argument("--cli-folds", default="held-out", choices=("held-out", "all"))
+    parser.add_argument("--cli-only", action="store_true",
+                        help="only the CLI check of the code's drive (--cli-folds), no search")
     parser.add_argument("--ceilings", action="store_true",
                         help="only print each track's drive and onset-envelope ceilings (see `ceilings`)")
     args = parser.parse_args()
@@ -291,6 +294,16 @@ def main():
     data = {t: track_data(f"{t}.ogg") for t in TRACKS}
     if args.ceilings:
         ceilings(data)
+        return
+    if args.cli_only:
+        cli = cli_confirm([t for t in TRACKS if args.cli_folds == "all" or FOLDS[t] == "held out"], MODES)
+        print("| track | fold | mode | CLI xcorr_peak | CLI lag ms |")
+        print("|---|---|---|---|---|")
+        for (t, m), r in cli.items():
+            print(f"| {t} | {FOLDS[t]} | {m} | {r['xcorr_peak']} | {r['xcorr_lag_ms']} |")
+        ok = sum(passes(r["xcorr_peak"], r["xcorr_lag_ms"] if r["xcorr_lag_ms"] is not None else 1e9)
+                 for r in cli.values())
+        print(f"\nCLI (default render size): {ok}/{len(cli)} pairs >= 0.5 within +-1 frame")
         return
     calm = {c: track_data(c, whole=True) for c in CALM}
     log(f"features of {len(data)} excerpts and {len(calm)} ambient tracks: {time.perf_counter() - started:.0f} s")
