@@ -6,7 +6,7 @@ samples at 44.1 kHz, as live, its defaults) and the script prints, per track: it
 benchmarks/beat_cv.py (the settings were chosen on the "tuned on" tracks only; the warzone track
 is in no fold), declared and estimated BPM, the tempo error after folding out octaves, beat F
 (+-70 ms, at the tracker's metrical level, see beat_cv.py) over the beats after the first 5 s,
-the time to lock, the mean phase confidence, and aubio.tempo's estimate and F on the same audio
+the share of those beats on any beat of the grid (`on_grid_pct`), the time to lock, the mean phase confidence, and aubio.tempo's estimate and F on the same audio
 in the same run (hop 512, its better setting; its tempo is the median of its estimates after
 5 s). Then:
 
@@ -107,6 +107,16 @@ def beat_entry_s(tail, bpm):
     return float("nan")
 
 
+def on_grid_pct(beats, reference):
+    """% of the beats after LOCK_IN_S within +-70 ms of any reference beat. Beside F at the
+    tracker's level, it tells an offbeat lock (low) from a half-tempo tracker that moves between
+    the two halves of the grid (high, while F takes one half for the whole track)."""
+    beats = np.asarray(beats)[np.asarray(beats) > LOCK_IN_S]
+    if not len(beats):
+        return 0.0
+    return 100.0 * float(np.mean(np.min(np.abs(beats[:, None] - reference[None, :]), axis=1) <= TOLERANCE_S))
+
+
 def aubio_run(samples, hop=512):
     """aubio.tempo (causal, block-wise) on the same audio: (beat times, median BPM after 5 s)."""
     import aubio
@@ -146,6 +156,7 @@ def track_figures(name, declared, fold):
            "costs": r["costs"], "event_offsets": event_offsets(r["events"], reference, EVENT_LATENCY_S)}
     if reference is not None:
         row.update(f_after_5s=round(level_f(r["beats"], reference, estimated, declared), 3),
+                   on_grid_pct=round(on_grid_pct(r["beats"], reference), 1),
                    aubio_f_after_5s=round(level_f(aubio_beats, reference, aubio_bpm, declared), 3))
     return row
 
@@ -245,12 +256,12 @@ def main():
     print(f"Analyzer defaults, {BLOCK}-sample blocks at {RATE} Hz; tempo error after folding out octaves; "
           f"beat F at +-{TOLERANCE_S * 1e3:.0f} ms at the tracker's metrical level, beats after {LOCK_IN_S:.0f} s; "
           f"lock = first of 4 beats in a row on the grid with the tempo within 2 %.\n")
-    print("| track | fold | declared BPM | BPM | error % | beat F >5s | lock s | phase conf | aubio BPM "
+    print("| track | fold | declared BPM | BPM | error % | beat F >5s | on grid % | lock s | phase conf | aubio BPM "
           "| aubio error % | aubio F >5s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['track']} | {r['fold']} | {r['declared_bpm']:.0f} | {r['estimated_bpm']:.2f} "
-              f"| {r['error_pct']:.2f} | {r.get('f_after_5s', '-')} | {r['lock_s']} | {r['phase_confidence']} "
+              f"| {r['error_pct']:.2f} | {r.get('f_after_5s', '-')} | {r.get('on_grid_pct', '-')} | {r['lock_s']} | {r['phase_confidence']} "
               f"| {r['aubio_bpm']:.2f} | {r['aubio_error_pct']:.2f} | {r.get('aubio_f_after_5s', '-')} |")
     print()
     for fold in ("tuned on", "held out"):
