@@ -67,18 +67,19 @@ def main():
     print("beat / offbeat flux per band (Hz), 30-60 s\n")
     print("| track | fold | " + " | ".join(bands) + " |")
     print("|---|---|" + "---|" * len(bands))
-    below = np.zeros(len(bands), int)
+    chosen = next(s for s in TRACKS if args.track.lower() in s.lower())
+    below, chosen_flux = np.zeros(len(bands), int), None
     for stem in TRACKS:
         times, flux = band_flux(FileSource(MUSIC / f"{stem}.ogg", RATE).samples)
+        if stem == chosen:
+            chosen_flux = times, flux
         ratios = beat_offbeat_ratios(times, flux, load_reference(stem))
         below += ratios < 1.0
         print(f"| {stem} | {FOLDS[stem]} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
-    print("| tracks below 1 (of 19) | | " + " | ".join(str(n) for n in below) + " |")
+    print(f"| tracks below 1 (of {len(TRACKS)}) | | " + " | ".join(str(n) for n in below) + " |")
 
-    stem = next(s for s in TRACKS if args.track.lower() in s.lower())
-    times, flux = band_flux(FileSource(MUSIC / f"{stem}.ogg", RATE).samples)
-    print(f"\n{stem}: flux at even / odd reference beats, per {4:.0f} s")
-    print(" ".join(f"{start:.0f}s:{ratio:.2f}" for start, ratio in even_odd(times, flux, load_reference(stem))))
+    print(f"\n{chosen}: flux at even / odd reference beats, per 4 s")
+    print(" ".join(f"{start:.0f}s:{ratio:.2f}" for start, ratio in even_odd(*chosen_flux, load_reference(chosen))))
 
 
 if __name__ == "__main__":

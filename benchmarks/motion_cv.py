@@ -210,6 +210,13 @@ def passes(x, lag_ms):
     return x >= 0.5 and abs(lag_ms) <= 1000.0 / FPS + 0.5
 
 
+def cli_summary(cli):
+    """One line: how many of the CLI reports pass (a report with no lag fails)."""
+    ok = sum(passes(r["xcorr_peak"], r["xcorr_lag_ms"] if r["xcorr_lag_ms"] is not None else 1e9)
+             for r in cli.values())
+    return f"CLI (default render size): {ok}/{len(cli)} pairs >= 0.5 within +-1 frame"
+
+
 def pairs(fold):
     return [(t, m) for t in TRACKS if FOLDS[t] == fold for m in MODES]
 
@@ -291,19 +298,18 @@ def main():
                         help="only print each track's drive and onset-envelope ceilings (see `ceilings`)")
     args = parser.parse_args()
     started = time.perf_counter()
-    data = {t: track_data(f"{t}.ogg") for t in TRACKS}
-    if args.ceilings:
-        ceilings(data)
-        return
-    if args.cli_only:
-        cli = cli_confirm([t for t in TRACKS if args.cli_folds == "all" or FOLDS[t] == "held out"], MODES)
+    cli_tracks = [t for t in TRACKS if args.cli_folds == "all" or FOLDS[t] == "held out"]
+    if args.cli_only:                    # renders its own excerpts: no features needed
+        cli = cli_confirm(cli_tracks, MODES)
         print("| track | fold | mode | CLI xcorr_peak | CLI lag ms |")
         print("|---|---|---|---|---|")
         for (t, m), r in cli.items():
             print(f"| {t} | {FOLDS[t]} | {m} | {r['xcorr_peak']} | {r['xcorr_lag_ms']} |")
-        ok = sum(passes(r["xcorr_peak"], r["xcorr_lag_ms"] if r["xcorr_lag_ms"] is not None else 1e9)
-                 for r in cli.values())
-        print(f"\nCLI (default render size): {ok}/{len(cli)} pairs >= 0.5 within +-1 frame")
+        print(f"\n{cli_summary(cli)}")
+        return
+    data = {t: track_data(f"{t}.ogg") for t in TRACKS}
+    if args.ceilings:
+        ceilings(data)
         return
     calm = {c: track_data(c, whole=True) for c in CALM}
     log(f"features of {len(data)} excerpts and {len(calm)} ambient tracks: {time.perf_counter() - started:.0f} s")
@@ -355,8 +361,7 @@ def main():
     print(f"\nchosen on the tuning fold (worst pair, then median): {best!r}")
     print(f"navigate.motion_drive {'IS' if same else 'is NOT'} this choice (the same screen figures on the tuning fold)\n")
 
-    cli = cli_confirm([t for t in TRACKS if args.cli_folds == "all" or FOLDS[t] == "held out"], MODES) \
-        if args.cli else {}
+    cli = cli_confirm(cli_tracks, MODES) if args.cli else {}
     new, old = decoded[best], decoded["flux (round 1)"]
     print(f"## Per track with {best!r}: proxy (decoded 32x18){', CLI (flowvj render + sync --json)' if cli else ''}; "
           "round 1's flux beside it\n")
@@ -379,9 +384,7 @@ def main():
     print(f"\nheld-out fold with {best!r}: median xcorr {held[0]:.3f}, min {held[1]:.3f}, "
           f"{held[2]}/{held[3]} pairs >= 0.5 within +-1 frame (decoded proxy)")
     if cli:
-        ok = sum(passes(r["xcorr_peak"], r["xcorr_lag_ms"] if r["xcorr_lag_ms"] is not None else 1e9)
-                 for r in cli.values())
-        print(f"CLI (default render size): {ok}/{len(cli)} pairs >= 0.5 within +-1 frame")
+        print(cli_summary(cli))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
