@@ -9,7 +9,7 @@ the figures that count are the held-out fold's.
 
 Excerpts (a rule, not a choice per track): 30 s from t = 30 s when a track lasts at least 60 s,
 else its last 30 s (the whole track when shorter). Like `flowvj render --start`, the analyzer
-starts fresh at the excerpt's start, one block per video frame at 30 fps.
+starts fresh at the excerpt's start, one block per video frame at 30 fps, bounded as render bounds them (engine.frame_bounds).
 
 Proxy (the search): the bundled demo images and model at 32x18, the latents decoded in memory,
 motion = mean absolute grey difference of consecutive frames, and metrics.cross_correlation
@@ -89,7 +89,7 @@ def track_data(name, whole=False):
     n_frames = max(1, int(np.floor(len(audio) / source.rate * FPS)))
     analyzer, feats = Analyzer(sample_rate=source.rate, n_bands=max(2, N_IMAGES)), []
     for i in range(n_frames):
-        a, b = frame_bounds(i, FPS, source.rate)
+        a, b = frame_bounds(i, FPS, source.rate, analyzer.flux_delay_s)
         feats.append(analyzer.process(audio[a:b]))
     times = np.arange(n_frames) / FPS
     mono = np.asarray(audio, dtype=np.float32)

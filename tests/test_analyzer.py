@@ -138,6 +138,38 @@ def test_flux_integrates_the_same_over_time_for_any_block_size(block_size):
     assert integral(block_size) == pytest.approx(reference, rel=0.05)
 
 
+def _clicks_at(times_s, duration_s, rate=44100, seed=0):
+    """Quiet noise with 5 ms noise bursts starting at times_s."""
+    rng = np.random.default_rng(seed)
+    audio = 0.001 * rng.standard_normal(int(duration_s * rate)).astype(np.float32)
+    burst = (0.5 * rng.standard_normal(int(0.005 * rate)) * np.linspace(1, 0, int(0.005 * rate))).astype(np.float32)
+    for t in times_s:
+        audio[int(t * rate):int(t * rate) + len(burst)] += burst
+    return audio
+
+
+@pytest.mark.parametrize("fps", [30, 25, 60])
+def test_each_onset_moves_the_video_frame_shown_nearest_to_it(fps):
+    # an offline render gives frame i the audio up to half a frame after it plus the flux's
+    # delay (engine.frame_bounds): then the frame whose flux is largest near a click is the
+    # frame nearest the click, wherever in a frame it falls, but for near-ties (a click within
+    # 0.15 frame of half-way between two frames; the flux's frames are 5.8 ms apart). Ending
+    # frame i at (i + 1) / fps, as before 2026-12-04, moved 28-33 % of the clicks at 25-30 fps
+    # a frame early, most of them far from half-way
+    from flowvj.engine import frame_bounds
+
+    rng = np.random.default_rng(1)
+    clicks = np.cumsum(rng.uniform(0.25, 0.4, 60)) + 1.0
+    audio, analyzer = _clicks_at(clicks, clicks[-1] + 1.0), Analyzer()
+    n = int((clicks[-1] + 0.5) * fps)
+    flux = np.array([analyzer.process(audio[slice(*frame_bounds(i, fps, 44100, analyzer.flux_delay_s))]).flux
+                     for i in range(n)])
+    nearest = np.round(clicks * fps).astype(int)
+    loudest = np.array([k - 3 + int(np.argmax(flux[k - 3:k + 4])) for k in nearest])
+    clear = np.abs(clicks * fps - np.floor(clicks * fps) - 0.5) > 0.15
+    assert np.all(loudest[clear] == nearest[clear]) and np.mean(loudest == nearest) >= 0.9
+
+
 @pytest.mark.parametrize("track", ["lmms_Jousboxx-BuzzerBeater_128bpm.ogg", "lmms_Saber-FinalStep_140bpm.ogg"])
 def test_flux_follows_the_onset_envelope_a_viewer_sees(track):
     # flux drives the travelling modes, so its frame-by-frame shape is what sync_report scores:
@@ -148,7 +180,8 @@ def test_flux_follows_the_onset_envelope_a_viewer_sees(track):
 
     audio = _shared_audio(f"music/{track}")[44100 * 30:44100 * 45]
     analyzer, n = Analyzer(), 15 * 30
-    flux = np.array([analyzer.process(audio[slice(*frame_bounds(i, 30, 44100))]).flux for i in range(n)])
+    flux = np.array([analyzer.process(audio[slice(*frame_bounds(i, 30, 44100, analyzer.flux_delay_s))]).flux
+                     for i in range(n)])
     envelope = onset_envelope(audio, np.arange(n) / 30, 30, 44100)
     assert np.corrcoef(envelope, flux)[0, 1] > 0.7
     assert np.corrcoef(envelope[1:], flux[:-1])[0, 1] < 0.5

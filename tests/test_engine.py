@@ -55,9 +55,10 @@ def _frames(show, audio, fps=30, rate=44100):
 
 
 def test_frame_bounds_cover_the_track_without_gaps_or_drift():
-    bounds = [frame_bounds(i, 29.97, 44100) for i in range(1000)]
-    assert all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
-    assert bounds[-1][1] == round(1000 * 44100 / 29.97)
+    for delay_s in (0.0, 0.0087):
+        bounds = [frame_bounds(i, 29.97, 44100, delay_s) for i in range(1000)]
+        assert bounds[0][0] == 0 and all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
+        assert bounds[-1][1] == round((999.5 / 29.97 + delay_s) * 44100)
 
 
 def test_images_of_any_size_and_mode_load_at_the_model_resolution(image_files):

@@ -145,9 +145,19 @@ class Show:
         return self.generator.decode(self.next_latent(audio_block, dt_s))
 
 
-def frame_bounds(frame_index, fps, sample_rate):
-    """Sample range [a, b) of frame i at t = i / fps; integer bounds, so no drift accumulates."""
-    return round(frame_index * sample_rate / fps), round((frame_index + 1) * sample_rate / fps)
+def frame_bounds(frame_index, fps, sample_rate, delay_s=0.0):
+    """Sample range [a, b) of the audio an offline frame i (shown at t = i / fps) is drawn from.
+
+    It ends half a frame after t plus `delay_s` (the analyzer's `flux_delay_s`, how long after an
+    onset its flux is counted), so each onset moves the frame shown nearest to it, the frame
+    metrics.onset_envelope gives it; frame 0 starts at 0. Integer bounds from absolute times, so
+    the ranges tile the track without gaps or drift. Ending at t + 1/fps instead, as until
+    2026-12-04, moved a third of the onsets to the frame before (benchmarks/README.md, "Issue 13,
+    the motion flux at half hop").
+    """
+    def end(i):
+        return max(0, round(((i + 0.5) / fps + delay_s) * sample_rate))
+    return (0 if frame_index == 0 else end(frame_index - 1)), end(frame_index)
 
 
 def size_text(size):
@@ -222,7 +232,7 @@ def _latent_batches(show, audio, fps, rate, n_frames, batch=RENDER_BATCH):
     """The whole track navigated in order (each latent depends on the one before), in batches."""
     zs = []
     for i in range(n_frames):
-        a, b = frame_bounds(i, fps, rate)
+        a, b = frame_bounds(i, fps, rate, show.analyzer.flux_delay_s)
         zs.append(show.next_latent(audio[a:b], (b - a) / rate))
         if len(zs) == batch or i == n_frames - 1:
             yield np.stack(zs)
