@@ -5,6 +5,7 @@ import io
 import os
 import pickle
 import re
+import signal
 import tarfile
 from pathlib import Path
 
@@ -411,3 +412,35 @@ def test_real_cifar10_test_split_matches_published_mean_and_std(cache_dir):
     mean, std = _provenance_test_stats()
     assert np.abs(pixels.mean(axis=0) - mean).max() < 1e-3
     assert np.abs(pixels.std(axis=0) - std).max() < 1e-3
+
+
+def _signal_mask(pid, field):
+    """The /proc/PID/status bitmask `field` (SigCgt: caught, SigIgn: ignored) as an int."""
+    return int(re.search(rf"{field}:\s*([0-9a-f]+)", Path(f"/proc/{pid}/status").read_text())[1], 16)
+
+
+def test_decode_workers_die_on_sigterm_and_leave_ctrl_c_to_the_parent(tmp_path):
+    # forked under the CLI, a worker inherited its raising SIGTERM handler; one whose raise was
+    # lost waited for ever while the pool was terminated, and `flowvj train` hung at exit
+    import multiprocessing
+
+    from flowvj.cli import _raise_stopped
+
+    for i in range(data.POOL_MIN_FILES):
+        _save(_solid("RGB", (i % 256, 0, 0), (4, 4)), tmp_path / f"{i:04d}.png")
+    before = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        results = data._decode_files(sorted(tmp_path.glob("*.png")), 4)
+        assert next(results)[1] is None
+        workers = multiprocessing.active_children()
+        assert len(workers) == data.DECODE_WORKERS
+        for worker in workers:
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                assert not _signal_mask(worker.pid, "SigCgt") >> (sig - 1) & 1
+            assert _signal_mask(worker.pid, "SigIgn") >> (signal.SIGINT - 1) & 1
+        assert sum(1 for _ in results) == data.POOL_MIN_FILES - 1
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert not multiprocessing.active_children()
+

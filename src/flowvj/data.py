@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import signal
 import struct
 import sys
 import tarfile
@@ -141,13 +142,28 @@ def _decode_one(job):
         return None, str(error)
 
 
+def _init_decode_worker():
+    """A decode worker dies at once on SIGTERM or SIGHUP and leaves Ctrl-C to its parent.
+
+    Why: forked, it inherited the CLI's handlers, which raise cli.Stopped in the main thread. A
+    raise that lands where Python only reports it (a finalizer run by the garbage collector) is
+    lost, and that worker then waited for ever on the task queue the parent holds locked while it
+    terminates the pool: `flowvj train` hung after its images were decoded (seen once in a
+    `make test`, 2026-12-04; the worker died at a second SIGTERM). The default action cannot be
+    lost. Ignoring SIGINT keeps a Ctrl-C to one line: the parent stops, terminating the pool.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _decode_files(paths, size):
     """Yield `_decode_one` results in input order, on DECODE_WORKERS processes for big folders."""
     jobs = [(str(path), size) for path in paths]
     if len(jobs) < POOL_MIN_FILES:
         yield from map(_decode_one, jobs)
         return
-    with multiprocessing.Pool(DECODE_WORKERS) as pool:
+    with multiprocessing.Pool(DECODE_WORKERS, initializer=_init_decode_worker) as pool:
         yield from pool.imap(_decode_one, jobs, chunksize=POOL_CHUNK_FILES)
 
 
