@@ -108,7 +108,11 @@ def motion_drive(features):
     screen that picked those three, every other candidate's worst tuning pair was lower (0.41-0.66
     against 0.68-0.70): powers of the flux (0.5, 1.5, 2), the flux less a floor or less its own
     0.2-0.5 s mean, a 30 or 60 ms release, the flux times the drum strengths, and the drum
-    strengths, band_onset or onset_strength alone."""
+    strengths, band_onset or onset_strength alone. Rerun on 2026-12-04 with the flux on its
+    half-hop frames and render's frame bounds (analyzer._MotionFlux, engine.frame_bounds), it
+    is chosen again, by the worst pair (0.6624 against 0.6616 for flux^1.5 and 0.6613 for the
+    flux less half its 0.5 s mean, whose medians were 0.777 and 0.775 against 0.761; round 1's
+    flux 0.702 / 0.562), held out 0.772 / 0.535."""
     return features.flux * (1.0 + features.onset_strength)
 
 

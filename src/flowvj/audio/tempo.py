@@ -90,6 +90,14 @@ tuning-fold median / minimum unless said otherwise):
   was taken; Oglsdl's F rose 0.64 -> 0.92 by chance of phase); the start-over comb fed one band's
   linear flux (1-5 kHz, 1.2-2.5 kHz, 0.6-2.5 kHz, 0.6-1.2 kHz or 150-300 Hz) instead of the phase
   input: 3-5 tuning mixes late, and the three offbeat start overs stayed.
+- lost, 2026-12-04 (ninth session): a learned phase input. A causal GRU (32 units; 24 log-band
+  levels from 30 Hz to 16 kHz and their rises per analyzer frame -> the chance of a beat in the
+  frame), trained on the 10 tuning tracks at 3 speeds (x16/17, x1, x17/16) with random band tilts,
+  fed to the phase comb in place of `PHASE_INPUT`: tuning fold F 0.953 / 0.800 after 10 epochs
+  and 0.972 / 0.905 after 60 (it learns those tracks), held-out 0.530 / 0.000 and 0.794 / 0.324,
+  against 0.944 / 0.584; it locked the offbeat on ReggaeTry, Greshz, Skiessi-222 or Socceroos.
+  A per-frame logistic weighting of the 24 band rises (no context) took the offbeat of three
+  tuning tracks (minimum 0.000). Ten tracks are too few to learn where the beat is.
 
 The failures left (benchmarks/accent_profile.py shows the evidence). DirtyLove (held out, 177
 BPM, tracked at 88.5) scores F 0.58. With relock_beats off it scored 0.42: it locked on the
