@@ -9,7 +9,8 @@ the figures that count are the held-out fold's.
 
 Excerpts (a rule, not a choice per track): 30 s from t = 30 s when a track lasts at least 60 s,
 else its last 30 s (the whole track when shorter). Like `flowvj render --start`, the analyzer
-starts fresh at the excerpt's start, one block per video frame at 30 fps, bounded as render bounds them (engine.frame_bounds).
+starts fresh at the excerpt's start, one block per video frame at 30 fps, bounded as render
+bounds them (engine.frame_bounds).
 
 Proxy (the search): the bundled demo images and model at 32x18, the latents decoded in memory,
 motion = mean absolute grey difference of consecutive frames, and metrics.cross_correlation

@@ -443,4 +443,3 @@ def test_decode_workers_die_on_sigterm_and_leave_ctrl_c_to_the_parent(tmp_path):
         for sig, handler in before.items():
             signal.signal(sig, handler)
     assert not multiprocessing.active_children()
-
