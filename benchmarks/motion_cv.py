@@ -154,6 +154,10 @@ CANDIDATES = {
     "flux + drums": stateless(lambda f: 0.5 * f.flux + 1.5 * _drums(f)),
     "flux x drums": stateless(lambda f: f.flux * 2.0 * _drums(f)),
     "flux x (1 + onset_strength)": stateless(lambda f: f.flux * (1.0 + f.onset_strength)),
+    # added 2026-12-04, after the half-hop flux lowered the drive's contrast
+    "flux^1.25 x (1 + onset_strength)": stateless(lambda f: f.flux ** 1.25 * (1.0 + f.onset_strength)),
+    "flux^1.5 x (1 + onset_strength)": stateless(lambda f: f.flux ** 1.5 * (1.0 + f.onset_strength)),
+    "flux x (1 + onset_strength)^2": stateless(lambda f: f.flux * (1.0 + f.onset_strength) ** 2),
     "drums": stateless(lambda f: 3.0 * _drums(f)),
     "max(kick, snare, hats)": stateless(lambda f: 2.0 * max(f.kick, f.snare, f.hats)),
     "band_onset mean": stateless(lambda f: 3.0 * float(np.mean(f.band_onset))),

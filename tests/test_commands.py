@@ -155,8 +155,8 @@ def test_render_draws_at_the_generation_size_and_writes_the_video(run_flowvj, ex
 @pytest.mark.parametrize("mode", ["magellan", "explore"])
 def test_a_rendered_video_moves_with_dense_200_bpm_sixteenths(run_flowvj, tmp_path, mode):
     # issue 13's motion target through the real commands on its hardest beat track: render at
-    # the default generation size, then sync. Measured on 30-45 s: xcorr_peak 0.529 (magellan)
-    # and 0.550 (explore) at lag 0; 0.471 and 0.488 when the flux took the analyzer's 11.6 ms
+    # the default generation size, then sync. Measured on 30-45 s: xcorr_peak 0.561 (magellan)
+    # and 0.603 (explore) at lag 0; 0.471 and 0.488 when the flux took the analyzer's 11.6 ms
     # frames and video frames took the audio up to the next frame (before 2026-12-04)
     video = tmp_path / f"{mode}.mp4"
     result = run_flowvj("render", SHARED / "music" / "lmms_Socceroos-Progress_200bpm.ogg", "-o", video,

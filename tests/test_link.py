@@ -261,10 +261,18 @@ def in_namespace(script, timeout_s=90, env=None):
     return result
 
 
+def peer_first(bpm, seconds, out):
+    """Shell: start the Link peer (lines to `out`) and wait until it has enabled Link, so its
+    session is there first (a fixed `sleep 1` lost that race once under a full test run: the
+    peer's Python took longer to start, and the session took the clock's 120 BPM); exit 3 if
+    it never is."""
+    return (f"{sys.executable} {PEER} {bpm} {seconds} > {out} & P=$!; i=0; "
+            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && exit 3; done")
+
+
 def test_a_link_clock_takes_the_sessions_tempo_and_phase_from_the_peer_there_first(tmp_path):
     peer_out = tmp_path / "peer.txt"
-    result = in_namespace(f"{sys.executable} {PEER} 124 30 > {peer_out} & P=$!; sleep 1; "
-                          f"{sys.executable} -c '{CLOCK_PROCESS}'; kill $P")
+    result = in_namespace(f"{peer_first(124, 30, peer_out)}; {sys.executable} -c '{CLOCK_PROCESS}'; kill $P")
     assert result.returncode == 0, result.stderr[-3000:]
     samples, ahead = json.loads(result.stdout.splitlines()[-1]), json.loads(result.stdout.splitlines()[-2])
     assert ahead and all(difference == pytest.approx(0.1 * 124 / 60, abs=1e-3) for difference in ahead)
@@ -288,8 +296,8 @@ def test_play_follows_a_link_session_at_its_tempo(tmp_path, subprocess_env):
     write_track(track, synth_track(bpm=128, duration_s=20, seed=0))
     show = f"{FLOWVJ} play {track} --silent --duration 6 --gen-size 64x36 --link --stats {stats}"
     env = dict(subprocess_env, SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
-    result = in_namespace(f"{sys.executable} {PEER} 124 120 > /dev/null & P=$!; sleep 1; {show}; R=$?; kill $P; "
-                          "exit $R", timeout_s=180, env=env)
+    result = in_namespace(f"{peer_first(124, 120, tmp_path / 'peer.txt')}; {show}; R=$?; kill $P; exit $R",
+                          timeout_s=180, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Link: on (quantum 4)" in result.stdout
     assert json.loads(stats.read_text())["tempo_bpm"] == pytest.approx(124.0, abs=0.05)   # not the track's 128

@@ -93,12 +93,13 @@ def activity(features, quiet=0.3):
 
 
 def motion_drive(features):
-    """How hard the travelling modes move this frame (>= 0; about 1.4 on a busy track's average
-    frame): the analyzer's `flux` (log-compressed 12-band rise, relative to its ~10 s average)
-    times 1 + `onset_strength` (the block's peak linear flux relative to its recent peak, 0..1).
-    The flux lets every hit move the picture, soft or hard, frame by frame; the factor makes the
-    hits that stand out of a dense texture (the accent in a run of eighths, the off-beat clap)
-    move it up to twice as far, so the motion has the contrast the music has.
+    """How hard the travelling modes move this frame (>= 0; 1.2-1.4 on a busy track's average
+    frame): the analyzer's `flux` (log-compressed 12-band rise, relative to its ~10 s average) to
+    the power 1.25, times 1 + `onset_strength` (the block's peak linear flux relative to its
+    recent peak, 0..1). The flux lets every hit move the picture, soft or hard, frame by frame;
+    the factor makes the hits that stand out of a dense texture (the accent in a run of eighths,
+    the off-beat clap) move it up to twice as far, so the motion has the contrast the music has;
+    the power gives back the contrast the flux's finer frames spread out (below).
 
     Chosen by cross-validation on the 19 LMMS beat tracks (benchmarks/motion_cv.py: every other
     track by name tuned on, 30 s excerpts, both travelling modes, rendered motion against the
@@ -109,11 +110,14 @@ def motion_drive(features):
     against 0.68-0.70): powers of the flux (0.5, 1.5, 2), the flux less a floor or less its own
     0.2-0.5 s mean, a 30 or 60 ms release, the flux times the drum strengths, and the drum
     strengths, band_onset or onset_strength alone. Rerun on 2026-12-04 with the flux on its
-    half-hop frames and render's frame bounds (analyzer._MotionFlux, engine.frame_bounds), it
-    is chosen again, by the worst pair (0.6624 against 0.6616 for flux^1.5 and 0.6613 for the
-    flux less half its 0.5 s mean, whose medians were 0.777 and 0.775 against 0.761; round 1's
-    flux 0.702 / 0.562), held out 0.772 / 0.535."""
-    return features.flux * (1.0 + features.onset_strength)
+    half-hop frames and render's frame bounds (analyzer._MotionFlux, engine.frame_bounds), that
+    drive was chosen again by the worst pair (0.6624 against 0.6616 for flux^1.5), held out
+    0.772 / 0.535; but the finer flux spreads each hit over more frames, so the drive had less
+    contrast and the picture followed it less well. With three candidates added for that
+    (flux^1.25 or flux^1.5 times the factor, or the factor squared), the search chose flux^1.25
+    x (1 + onset_strength): tuning 0.764 / 0.681 (flux^1.5 x the factor 0.784 / 0.658, flux x
+    the factor 0.761 / 0.662, round 1's flux 0.702 / 0.562), held out 0.793 / 0.588."""
+    return features.flux ** 1.25 * (1.0 + features.onset_strength)
 
 
 def _positive(name, value, allow_zero=False):
