@@ -267,7 +267,7 @@ def peer_first(bpm, seconds, out):
     peer's Python took longer to start, and the session took the clock's 120 BPM); exit 3 if
     it never is."""
     return (f"{sys.executable} {PEER} {bpm} {seconds} > {out} & P=$!; i=0; "
-            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && exit 3; done")
+            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && {{ kill $P; exit 3; }}; done")
 
 
 def test_a_link_clock_takes_the_sessions_tempo_and_phase_from_the_peer_there_first(tmp_path):
