@@ -5,7 +5,7 @@ grid in `.beats`) are split once, by a rule fixed before any figure was seen: in
 1st, 3rd, 5th, ... track is in the tuning fold, the 2nd, 4th, ... is held out (`FOLDS`). Every
 candidate setting of a stage in `STAGES` runs on every track; the setting with the best median
 beat F on the tuning fold (ties: the best minimum) is the choice, and the figures that count are
-the held-out fold's with that choice. Stages 2 and 3 (how fast a new tempo takes over) only
+the held-out fold's with that choice. Stages 2 to 4 (how fast a new tempo takes over) only
 admit the settings with the fewest cross-fades between tuning-fold tracks (`HAND_MIXES` and
 `rule_mixes()`) that re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and
 `analyzer.PHASE_INPUT` must be the final choice (the script says whether they are). What the
@@ -57,9 +57,10 @@ TOLERANCE_S = 0.07
 TRACKS = sorted(p.stem for p in MUSIC.glob("lmms_*.ogg"))
 FOLDS = {stem: ("tuned on" if i % 2 == 0 else "held out") for i, stem in enumerate(TRACKS)}
 TRACKS_PER_FOLD = {fold: sum(f == fold for f in FOLDS.values()) for fold in ("tuned on", "held out")}
-# Candidate settings, searched in three stages (a full product would be 6912 runs of 19 tracks):
+# Candidate settings, searched in four stages (a full product would be 62208 runs of 19 tracks):
 # stage 1 the tempo and phase inputs, stage 2 how fast a new tempo takes over, with stage 1's
-# choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's. Each line is
+# choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's, stage 4 the
+# switch's wait and averaging again (held at 0.5 s in stages 1-3) with stage 3's. Each line is
 # one choice the tracker's docstring explains. The phase comb's margin (1.5) and teeth (16, decay
 # 0.9) were chosen by the same search before (git history of this file) and are held there.
 STAGES = [
@@ -72,6 +73,8 @@ STAGES = [
      "quick_gone": (0.1, 0.2),           # how low the current tempo must fall in it
      "resume_s": (0.0, 8.0),             # a switch back within this long resumes the old grid
      "quick_teeth": (0, 4)},             # the start-over comb after a quick switch (0: 16 teeth)
+    {"switch_s": (0.3, 0.4, 0.5),        # how long a new tempo must lead before it is taken
+     "salience_s": (0.3, 0.4, 0.5)},     # the averaging of the salience that decisions are made on
 ]
 # Stages 2 and 3 also need re-locks: cross-fades between tuning-fold tracks of different tempo
 # (from, its start s, to, its start s); only the settings with the fewest of them re-locking later
@@ -107,11 +110,11 @@ MIX_HEAD_S, MIX_FADE_S = 20.0, 4.0
 # Every choice must also keep the beat through a 4-bar breakdown (pad only, and silent) of a
 # synthesised track: tests/test_tempo.py's case, a requirement rather than a score.
 BREAKDOWN_BPM = 128.0
-# Stage 1 runs with stage 2's and 3's settings at these values (the tracker's defaults before this
-# search, the quick switch off; salience_s 0.5 and switch_s 0.5 were chosen by the earlier search
-# and are held there; quick_floor at 0.3).
+# Stage 1 runs with the later stages' settings at these values (the tracker's defaults before this
+# search, the quick switch off; salience_s 0.5 and switch_s 0.5 were chosen by an earlier search
+# and are held there until stage 4; quick_floor at 0.3).
 START = {"recency_s": 2.0, "relock_beats": 0, "quick_recency_s": 0.0, "quick_s": 0.0, "quick_gone": 0.1,
-         "resume_s": 0.0, "quick_teeth": 0}
+         "resume_s": 0.0, "quick_teeth": 0, "switch_s": 0.5, "salience_s": 0.5}
 
 
 def declared_bpm(stem):
@@ -324,7 +327,7 @@ def relock_rank(relocks):
 
 def choose(scores, relocks, steady, fold, stage):
     """The setting with the best median F (ties: minimum) on `fold`, among those that keep the
-    beat through the synthesised breakdowns (all, if none does); in stages 2 and 3 only among
+    beat through the synthesised breakdowns (all, if none does); from stage 2 on only among
     those of them with the fewest tuning-mix re-locks over 4 beats."""
     eligible = [s for s in scores if steady[s]] or list(scores)
     if stage >= 2:
