@@ -262,12 +262,13 @@ def in_namespace(script, timeout_s=90, env=None):
 
 
 def peer_first(bpm, seconds, out):
-    """Shell: start the Link peer (lines to `out`) and wait until it has enabled Link, so its
-    session is there first (a fixed `sleep 1` lost that race once under a full test run: the
-    peer's Python took longer to start, and the session took the clock's 120 BPM); exit 3 if
-    it never is."""
+    """Shell: start the Link peer (lines to `out`), wait until it has enabled Link, then one
+    second more, so its session is there first; exit 3 if it never comes up. Both waits are
+    needed: a fixed `sleep 1` alone lost when the peer's Python was slow to start, and `ready`
+    alone lost about half the time (CI, 2026-12-05), since Link takes sessions begun within
+    0.5 s of each other as simultaneous and keeps the one with the lower random id."""
     return (f"{sys.executable} {PEER} {bpm} {seconds} > {out} & P=$!; i=0; "
-            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && {{ kill $P; exit 3; }}; done")
+            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && {{ kill $P; exit 3; }}; done; sleep 1")
 
 
 def test_a_link_clock_takes_the_sessions_tempo_and_phase_from_the_peer_there_first(tmp_path):
