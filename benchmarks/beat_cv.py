@@ -57,10 +57,11 @@ TOLERANCE_S = 0.07
 TRACKS = sorted(p.stem for p in MUSIC.glob("lmms_*.ogg"))
 FOLDS = {stem: ("tuned on" if i % 2 == 0 else "held out") for i, stem in enumerate(TRACKS)}
 TRACKS_PER_FOLD = {fold: sum(f == fold for f in FOLDS.values()) for fold in ("tuned on", "held out")}
-# Candidate settings, searched in four stages (a full product would be 62208 runs of 19 tracks):
+# Candidate settings, searched in five stages (a full product would be 373248 runs of 19 tracks):
 # stage 1 the tempo and phase inputs, stage 2 how fast a new tempo takes over, with stage 1's
 # choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's, stage 4 the
-# switch's wait and averaging again (held at 0.5 s in stages 1-3) with stage 3's. Each line is
+# switch's wait and averaging again (held at 0.5 s in stages 1-3) with stage 3's, stage 5 the
+# preferred tempo range with stage 4's. Each line is
 # one choice the tracker's docstring explains. The phase comb's margin (1.5) and teeth (16, decay
 # 0.9) were chosen by the same search before (git history of this file) and are held there.
 STAGES = [
@@ -75,6 +76,11 @@ STAGES = [
      "quick_teeth": (0, 4)},             # the start-over comb after a quick switch (0: 16 teeth)
     {"switch_s": (0.3, 0.4, 0.5),        # how long a new tempo must lead before it is taken
      "salience_s": (0.3, 0.4, 0.5)},     # the averaging of the salience that decisions are made on
+    # the preferred range: round 1's 80-180 (wider than an octave: 85 and 170 both fit, and the
+    # salience picks) and the one-octave ranges DJ software offers for its BPM analysis (Traktor
+    # and Serato list these), where every tempo has one place
+    {"tempo_range": ((80.0, 180.0), (68.0, 135.0), (78.0, 155.0), (88.0, 175.0), (98.0, 195.0),
+                     (108.0, 215.0))},
 ]
 # Stages 2 and 3 also need re-locks: cross-fades between tuning-fold tracks of different tempo
 # (from, its start s, to, its start s); only the settings with the fewest of them re-locking later
@@ -336,9 +342,20 @@ def choose(scores, relocks, steady, fold, stage):
     return max(eligible, key=lambda s: median_f(scores[s], fold))
 
 
+def current_defaults(stage):
+    """The settings of the stages before `stage` as the code has them now: BeatTracker's
+    defaults and analyzer.PHASE_INPUT."""
+    parameters = inspect.signature(BeatTracker.__init__).parameters
+    names = [name for grid in STAGES[:stage - 1] for name in grid]
+    return {name: PHASE_INPUT if name == "phase_input" else parameters[name].default for name in names}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--from-stage", type=int, default=1, choices=range(1, len(STAGES) + 1),
+                        help="start at this stage, the earlier stages' settings at the tracker's "
+                             "defaults (their choice, which the full run checks); default 1")
     args = parser.parse_args()
     inputs = {}
     for stem in TRACKS:
@@ -347,9 +364,10 @@ def main():
     tuning_mixes = [(mix_inputs(*mix), mix[2]) for mix in HAND_MIXES + rule_mixes()]
     held_mixes = [(mix_inputs(*mix), mix[2]) for mix in HELD_OUT_MIXES + rule_mixes("held out")]
     breakdowns = [breakdown_inputs(silent) for silent in (False, True)]
-    chosen, reverse = dict(START), dict(START)
+    chosen = dict(START) if args.from_stage == 1 else current_defaults(args.from_stage)
+    reverse = dict(chosen)
     with multiprocessing.Pool(args.jobs) as pool:
-        for number, grid in enumerate(STAGES, 1):
+        for number, grid in enumerate(STAGES[args.from_stage - 1:], args.from_stage):
             names = list(grid)
             scores, relocks, steady = {}, {}, {}
             for setting in itertools.product(*grid.values()):
@@ -373,9 +391,7 @@ def main():
             print(f"\nchosen on the tuning fold: {dict(zip(names, best))}; the reverse split would choose "
                   f"{dict(zip(names, back))} (its tuning-fold F: {median_f(scores[back], 'tuned on')})")
         _, held_relocks = evaluate(chosen, inputs, held_mixes, pool)
-    defaults = BeatTracker(RATE / 512)
-    same = all(getattr(defaults, k) == v for k, v in chosen.items() if k != "phase_input") \
-        and chosen["phase_input"] == PHASE_INPUT
+    same = chosen == current_defaults(len(STAGES) + 1)
     print(f"\nchosen: {chosen}")
     print(f"BeatTracker defaults and analyzer.PHASE_INPUT {'ARE' if same else 'are NOT'} this choice")
     print("\n| track | fold | declared BPM | estimated BPM | tempo error % | beat F >5s |")

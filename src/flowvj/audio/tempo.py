@@ -99,6 +99,15 @@ tuning-fold median / minimum unless said otherwise):
   on its intro's eighth-note offbeat, and stays there to 56 s), Greshz 0.74 -> 0.68, Saber 0.94
   -> 0.89. The reverse split chooses (0.5, 0.4). Lost in a scratch run the same day: quick_gone 0.12
   and 0.15 (4 tuning mixes late against 3).
+- tempo_range 80-180 (stage 5, 2026-12-07): against the one-octave ranges DJ software offers for
+  its BPM analysis (68-135, 78-155, 88-175, 98-195, 108-215), where every tempo has one place and
+  a 177 BPM track could not be tracked at 88.5. Tuning fold median / minimum F 0.961 / 0.703 with
+  80-180, against 0.910 / 0.485, 0.920 / 0.618, 0.927 / 0.618, 0.960 / 0.645 and 0.986 / 0.641,
+  with 3 tuning mixes late (80-180, 68-135, 98-195) against 4-5; 68-135 and 78-155 also lose the
+  tempo on 4 and 1 of 19 tracks. The reverse split would choose 98-195, whose held-out figures
+  are 0.953 / 0.365: DirtyLove, tracked there at its own 176.7 BPM, scores 0.37 (it sits on the
+  eighth-note offbeat for most of the track, so the half-tempo level is not what loses it), and
+  Twilight falls 1.00 -> 0.77 at the same 170.1 BPM.
 - lost, 2026-12-04 (ninth session): a learned phase input. A causal GRU (32 units; 24 log-band
   levels from 30 Hz to 16 kHz and their rises per analyzer frame -> the chance of a beat in the
   frame), trained on the 10 tuning tracks at 3 speeds (x16/17, x1, x17/16) with random band tilts,
@@ -240,7 +249,7 @@ class BeatTracker:
     tempo_range : (float, float)
         Preferred BPM range [lo, hi); only tempi in it are considered (octave folding). A range
         wider than an octave (80-180) leaves tempi near its ends ambiguous: 85 and 170 both fit,
-        and the salience decides.
+        and the salience decides (it beat the one-octave ranges of DJ software, see above).
     history_s : float
         Seconds of onset strength the estimates look at (12 s: 8 beats at 80 BPM fit in half).
     recency_s : float
