@@ -5,9 +5,9 @@ grid in `.beats`) are split once, by a rule fixed before any figure was seen: in
 1st, 3rd, 5th, ... track is in the tuning fold, the 2nd, 4th, ... is held out (`FOLDS`). Every
 candidate setting of a stage in `STAGES` runs on every track; the setting with the best median
 beat F on the tuning fold (ties: the best minimum) is the choice, and the figures that count are
-the held-out fold's with that choice. Stages 2 to 5 (how fast a new tempo takes over, the range) only
-admit the settings with the fewest cross-fades between tuning-fold tracks (`HAND_MIXES` and
-`rule_mixes()`) that re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and
+the held-out fold's with that choice. Stages 2 to 5 (how fast a new tempo takes over, the
+range) only admit the settings with the fewest cross-fades between tuning-fold tracks
+(`HAND_MIXES` and `rule_mixes()`) that re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and
 `analyzer.PHASE_INPUT` must be the final choice (the script says whether they are). What the
 reverse split (choosing on the held-out fold) would choose is printed too, as a check that the
 choice does not hang on the split; with the choice, the held-out mixes (`HELD_OUT_MIXES` and
