@@ -268,7 +268,8 @@ def peer_first(bpm, seconds, out):
     alone lost about half the time (CI, 2026-12-05), since Link takes sessions begun within
     0.5 s of each other as simultaneous and keeps the one with the lower random id."""
     return (f"{sys.executable} {PEER} {bpm} {seconds} > {out} & P=$!; i=0; "
-            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && {{ kill $P; exit 3; }}; done; sleep 1")
+            f"until grep -q ready {out}; do sleep 0.05; i=$((i+1)); [ $i -gt 600 ] && {{ kill $P; exit 3; }}; done; "
+            "sleep 1")
 
 
 def test_a_link_clock_takes_the_sessions_tempo_and_phase_from_the_peer_there_first(tmp_path):
