@@ -7,8 +7,9 @@ candidate setting of a stage in `STAGES` runs on every track; the setting with t
 beat F on the tuning fold (ties: the best minimum) is the choice, and the figures that count are
 the held-out fold's with that choice. Stages 2 to 5 (how fast a new tempo takes over, the
 range) only admit the settings with the fewest cross-fades between tuning-fold tracks
-(`HAND_MIXES` and `rule_mixes()`) that re-lock later than 4 beats after the fade. `BeatTracker`'s defaults and
-`analyzer.PHASE_INPUT` must be the final choice (the script says whether they are). What the
+(`HAND_MIXES` and `rule_mixes()`) that re-lock later than 4 beats after the fade.
+`BeatTracker`'s defaults and `analyzer.PHASE_INPUT` must be the final choice (the script says
+whether they are). What the
 reverse split (choosing on the held-out fold) would choose is printed too, as a check that the
 choice does not hang on the split; with the choice, the held-out mixes (`HELD_OUT_MIXES` and
 `rule_mixes("held out")`, held-out tracks only) are scored as well. In every stage only settings that keep the beat through the synthesised
@@ -61,9 +62,9 @@ TRACKS_PER_FOLD = {fold: sum(f == fold for f in FOLDS.values()) for fold in ("tu
 # stage 1 the tempo and phase inputs, stage 2 how fast a new tempo takes over, with stage 1's
 # choice fixed, stage 3 the quick switch (BeatTracker._quick_switch) with stage 2's, stage 4 the
 # switch's wait and averaging again (held at 0.5 s in stages 1-3) with stage 3's, stage 5 the
-# preferred tempo range with stage 4's. Each line is
-# one choice the tracker's docstring explains. The phase comb's margin (1.5) and teeth (16, decay
-# 0.9) were chosen by the same search before (git history of this file) and are held there.
+# preferred tempo range with stage 4's. Each line is one choice the tracker's docstring explains.
+# The phase comb's margin (1.5) and teeth (16, decay 0.9) were chosen by the same search before
+# (git history of this file) and are held there.
 STAGES = [
     {"thirds": (0.0, 0.5),               # the 2/3-tempo penalty in tempo_salience
      "phase_input": ("log", "linear", "snare", "linear*snare")},   # analyzer.phase_strength

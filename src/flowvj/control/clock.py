@@ -118,10 +118,10 @@ class LinkClock:
     at `quantum` (beats per bar: the phase all peers share) drive the show; alone, None.
 
     Link keeps the timeline of the session that was there first: start the DJ's Link at least
-    a second before flowvj (Link takes sessions begun within 0.5 s of each other as
-    simultaneous and keeps either), or flowvj's own `bpm` becomes the session's tempo until
-    someone changes it. aalink
-    wants an asyncio loop; it gets one in a thread of its own (its callbacks are not used)."""
+    a second before flowvj (Link takes sessions begun within 0.5 s of each other as a tie and
+    keeps the one with the lower random id), or flowvj's own `bpm` becomes the session's tempo
+    until someone changes it. aalink wants an asyncio loop; it gets one in a thread of its own
+    (its callbacks are not used)."""
 
     def __init__(self, quantum=4.0, latency_s=0.0, bpm=120.0):
         try:
