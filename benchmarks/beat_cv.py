@@ -9,11 +9,11 @@ the held-out fold's with that choice. Stages 2 to 5 (how fast a new tempo takes 
 range) only admit the settings with the fewest cross-fades between tuning-fold tracks
 (`HAND_MIXES` and `rule_mixes()`) that re-lock later than 4 beats after the fade.
 `BeatTracker`'s defaults and `analyzer.PHASE_INPUT` must be the final choice (the script says
-whether they are). What the
-reverse split (choosing on the held-out fold) would choose is printed too, as a check that the
-choice does not hang on the split; with the choice, the held-out mixes (`HELD_OUT_MIXES` and
-`rule_mixes("held out")`, held-out tracks only) are scored as well. In every stage only settings that keep the beat through the synthesised
-4-bar breakdowns of tests/test_tempo.py are eligible (`keeps_the_beat`).
+whether they are). What the reverse split (choosing on the held-out fold) would choose is
+printed too, as a check that the choice does not hang on the split; with the choice, the
+held-out mixes (`HELD_OUT_MIXES` and `rule_mixes("held out")`, held-out tracks only) are scored
+as well. In every stage only settings that keep the beat through the synthesised 4-bar
+breakdowns of tests/test_tempo.py are eligible (`keeps_the_beat`).
 
 Scoring (shared with audio_accuracy.py):
 - tempo error after folding into the preferred range: the estimate and the declared tempo are
