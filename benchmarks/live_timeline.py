@@ -40,7 +40,7 @@ def timeline(path, gen_size, fps, seconds, browser=None):
     from flowvj.audio.sources import FileSource, SilentPlayback
     from flowvj.engine import LiveLoop, open_live
 
-    _, show, _, threads = open_live(track=LIVE_TRACK, silent=True, gen_size=gen_size, fps=fps,
+    _, show, _, measured = open_live(track=LIVE_TRACK, silent=True, gen_size=gen_size, fps=fps,
                                     output_size=SIZE)
     output, page = open_output(path, show, browser)
     calls, original = [], output.show
@@ -53,7 +53,7 @@ def timeline(path, gen_size, fps, seconds, browser=None):
     output.show = timed_show
     try:
         with SilentPlayback(FileSource(LIVE_TRACK), loop=True) as source:
-            loop = LiveLoop(show, source, [output], fps=fps, threads=threads)
+            loop = LiveLoop(show, source, [output], fps=fps, measured=measured)
             stats = loop.run(seconds)
     finally:
         if page:

@@ -61,7 +61,7 @@ def live_run(path, fps, seconds, browser=None, model=None):
     from flowvj.engine import LiveLoop, open_live, size_text
 
     start = time.perf_counter()
-    _, show, ladder, threads = open_live(track=LIVE_TRACK, silent=True, gen_size="auto", fps=fps, output_size=SIZE,
+    _, show, ladder, measured = open_live(track=LIVE_TRACK, silent=True, gen_size="auto", fps=fps, output_size=SIZE,
                                          model_path=model)
     pick_s = time.perf_counter() - start
     chosen = size_text(show.gen_size)
@@ -70,7 +70,7 @@ def live_run(path, fps, seconds, browser=None, model=None):
     try:
         drawn_before = page.evaluate("window.flowvjFrames") if page else None
         source = SilentPlayback(FileSource(LIVE_TRACK), loop=True)
-        loop = LiveLoop(show, source, [output], fps=fps, ladder=ladder, threads=threads)
+        loop = LiveLoop(show, source, [output], fps=fps, ladder=ladder, measured=measured)
         with source:
             began = time.perf_counter()
             stats = loop.run(seconds)

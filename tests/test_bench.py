@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from flowvj.bench import LADDER, budget_ms, conv_gflop, parse_sizes, pick_from, pick_gen_size, runnable
+from flowvj.bench import (LADDER, MIN_SIZE, at_least, budget_ms, conv_gflop, parse_sizes, pick_from,
+                          pick_gen_size, runnable)
 from flowvj.errors import UserError
 from flowvj.flow import FlowConfig, RealNVP
 from flowvj.flow.fast import fuse_for_inference
@@ -49,9 +50,13 @@ def test_conv_flops_scale_with_pixels_and_match_a_count_at_the_size_itself():
     assert conv_gflop(model, (128, 72)) == pytest.approx(4 * conv_gflop(model, (64, 36)), rel=1e-12)
 
 
+def test_the_start_gives_the_decode_half_the_frame_time():
+    """Less than the step-up rule's 70 % of the whole work (size_policy): see bench's docstring."""
+    assert budget_ms(30) == pytest.approx(50 / 3) and budget_ms(60) == pytest.approx(25 / 3)
+
+
 def test_auto_takes_the_largest_size_before_the_first_that_misses_the_budget():
-    assert budget_ms(30) == pytest.approx(20.0) and budget_ms(60) == pytest.approx(10.0)
-    rows = [_row((64, 36), 5.0), _row((96, 54), 9.0), _row((128, 72), 19.0), _row((160, 90), 31.0),
+    rows = [_row((64, 36), 5.0), _row((96, 54), 8.0), _row((128, 72), 16.0), _row((160, 90), 31.0),
             _row((192, 108), 15.0)]  # a noisy late rung is not climbed past a failure
     assert pick_from(rows, 60) == (96, 54)
     assert pick_from(rows, 30) == (128, 72)
@@ -60,6 +65,22 @@ def test_auto_takes_the_largest_size_before_the_first_that_misses_the_budget():
 
 def test_auto_falls_back_to_the_smallest_size_when_none_fits():
     assert pick_from([_row((128, 72), 50.0), _row((64, 36), 40.0)], 60) == (64, 36)
+
+
+def test_auto_never_picks_below_the_floor():
+    rows = [_row((64, 36), 5.0), _row((96, 54), 12.0), _row((128, 72), 19.0), _row((192, 108), 40.0)]
+    assert pick_from(rows, 60) == (64, 36)
+    assert pick_from(rows, 60, min_size=MIN_SIZE) == (128, 72)      # none fits: the floor itself
+    assert pick_from(rows, 30, min_size=(96, 54)) == (96, 54)
+    assert pick_from(rows, 10, min_size=MIN_SIZE) == (192, 108)
+
+
+def test_the_floor_is_by_pixels_and_a_ladder_short_of_it_keeps_its_top():
+    assert MIN_SIZE == (128, 72)
+    assert at_least(LADDER, MIN_SIZE) == list(LADDER[2:])
+    assert at_least([(96, 72), (128, 96), (64, 48)], MIN_SIZE) == [(128, 96)]    # 4:3, 12288 px
+    assert at_least(LADDER[:2], MIN_SIZE) == [(96, 54)]
+    assert at_least(reversed(LADDER[:3]), None) == list(LADDER[:3])
 
 
 def test_pick_gen_size_climbs_the_ladder_until_a_size_misses():
@@ -72,6 +93,14 @@ def test_pick_gen_size_climbs_the_ladder_until_a_size_misses():
     assert all(fits[:-1]) and (not fits[-1] or len(sizes) == len(ladder))
     assert size == pick_from(measured, 30)
     assert all(m["fps"] == pytest.approx(1e3 / m["decode_ms"]) for m in measured)
+
+
+def test_pick_gen_size_measures_nothing_below_the_floor():
+    model = perturbed(RealNVP.from_preset("tiny"))
+    size, measured = pick_gen_size(model, 0.01, ladder=LADDER[:4], repeats=3, min_size=(96, 54))
+    assert [m["size"] for m in measured] == ["96x54", "128x72", "160x90"] and size == (160, 90)
+    size, measured = pick_gen_size(model, 1e6, ladder=LADDER[:4], repeats=3, min_size=MIN_SIZE)
+    assert [m["size"] for m in measured] == ["128x72"] and size == MIN_SIZE    # nothing fits 1 us
 
 
 def test_a_three_scale_flow_climbs_only_the_rungs_its_squeezes_divide():
@@ -99,10 +128,19 @@ def test_bench_command_reports_consistent_figures_as_json(run_flowvj):
         assert row["p90_ms"] >= row["decode_ms"] and row["calls"] >= 3
     rows = report["sizes"]
     assert [a["fps"] for a in report["auto"]] == [30.0, 60.0]
+    assert report["min_size"] == "128x72"
     for pick in report["auto"]:
         assert pick["budget_ms"] == pytest.approx(report["headroom"] * 1e3 / pick["fps"])
-        w, h = pick_from(rows, pick["fps"], report["headroom"])
+        w, h = pick_from(rows, pick["fps"], report["headroom"], min_size=MIN_SIZE)
         assert pick["size"] == f"{w}x{h}"
+
+
+def test_bench_command_prints_the_table_and_the_auto_picks_with_the_floor(run_flowvj):
+    result = run_flowvj("bench", "--sizes", "128x72", "--device", "cpu", "--repeats", 3)
+    assert result.returncode == 0, result.stderr
+    assert "| 128x72 | " in result.stdout
+    assert "auto at 30 fps (decode <= 16.7 ms, at least 128x72): 128x72" in result.stdout
+    assert "auto at 60 fps (decode <= 8.3 ms, at least 128x72): 128x72" in result.stdout
 
 
 def test_bench_command_refuses_a_bad_size_in_one_line(run_flowvj):

@@ -82,7 +82,7 @@ def test_frames_reach_the_screen_a_period_apart_although_their_work_varies(show_
     # they stay near the 50 ms period
     assert abs(np.median(intervals) - 50.0) < 3.0, intervals
     assert np.percentile(intervals, 90) < 62.0 and intervals.min() > 38.0, intervals
-    assert np.percentile(loop.work_ms[10:], 90) > 25.0      # the work really did vary
+    assert np.percentile(list(loop.work_ms)[10:], 90) > 25.0      # the work really did vary
 
 
 def test_a_decode_longer_than_a_period_now_and_then_still_lands_in_its_slot(show_parts):
@@ -196,4 +196,4 @@ def test_the_step_down_ladder_holds_only_sizes_the_model_can_draw():
     _, show, ladder, _ = open_live(track=demo_track(), silent=True, model_path="hires", gen_size="auto",
                                    fps=30.0)
     assert ladder and all(w % 4 == 0 and h % 4 == 0 for w, h in ladder), ladder
-    assert tuple(show.gen_size) == tuple(ladder[-1])
+    assert tuple(show.gen_size) in ladder and ladder[0] == (128, 72)     # the floor, --min-gen-size

@@ -14,7 +14,8 @@ from conftest import FLOWVJ
 from flowvj.audio.sources import FileSource, SilentPlayback
 from flowvj.audio.synth import synth_track, write_track
 from flowvj.control import ControlBus
-from flowvj.control.midi import Binding, Mapping, MidiInput, load_mapping, save_mapping
+from flowvj.control.midi import (Binding, Mapping, MidiInput, learn_target, load_mapping,
+                                 save_mapping)
 from flowvj.engine import LiveLoop, Show, load_show_images
 from flowvj.errors import UserError
 from flowvj.flow import RealNVP
@@ -107,6 +108,77 @@ def test_notes_set_names_and_hold_switches(mapping_file):
 
 def test_program_change_recalls_the_scene_at_that_place():
     assert Mapping().controls(mido.Message("program_change", program=2)) == [("scene", 3)]
+
+
+def test_a_number_or_switch_bound_with_a_value_is_a_button_that_sets_it():
+    mapping = Mapping([Binding("note", 38, "blackout", value=1), Binding("cc", 10, "speed", value=1.0)])
+    assert mapping.controls(note(38)) == [("blackout", 1)]
+    assert mapping.controls(note(38, velocity=0)) == []                  # the release sets nothing
+    presses = [mapping.controls(cc(10, value)) for value in (127, 90, 0, 127)]
+    assert presses == [[("speed", 1.0)], [], [], [("speed", 1.0)]]
+
+
+@pytest.mark.parametrize("text, target", [
+    ("blackout=1", ("blackout", 1)), ("blackout = 0", ("blackout", 0)), ("speed=2", ("speed", 2.0)),
+    ("speed", ("speed", None)), ("mode=magellan", ("mode", "magellan")), ("", None),
+])
+def test_midi_learn_takes_a_name_or_name_equals_value(text, target):
+    assert learn_target(text) == target
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("speed=fast", "speed expects a number in 0..4"), ("speed=9", "speed expects a number in 0..4"),
+    ("blackout=2", "blackout expects a number in 0..1"), ("next_image=1", "next_image takes no value"),
+    ("mode", "mode is learned with its value"), ("warp=1", "unknown control 'warp'"),
+])
+def test_midi_learn_refuses_a_value_the_control_cannot_take(text, needle):
+    with pytest.raises(ValueError, match=needle):
+        learn_target(text)
+
+
+HAND_WRITTEN = """\
+# my nanoKONTROL2, scene 1
+# (faders first, then the pads)
+
+[[map]]
+cc = 7      # fader 1
+control = "speed"
+
+[[map]]
+cc = 0      # fader 2
+channel = 2
+control = "brightness"
+
+# pads, left to right
+[[map]]
+note = 36
+control = "mode"
+value = "weighted"
+
+[[map]]  # the red one
+note = 37
+control = "freeze"
+"""
+
+
+def test_a_save_keeps_the_users_comments_and_order_and_relearns_a_knob_in_place(tmp_path):
+    path = tmp_path / "midi.toml"
+    path.write_text(HAND_WRITTEN)
+    mapping = Mapping(load_mapping(path))
+    mapping.add(Binding("note", 37, "blackout", value=1))       # the red pad again: in its place
+    mapping.add(Binding("cc", 21, "temperature", channel=3))     # a new knob: at the end
+    save_mapping(path, mapping.bindings)
+    relearned = HAND_WRITTEN.replace('control = "freeze"\n', 'control = "blackout"\nvalue = 1\n')
+    assert path.read_text() == relearned + '\n[[map]]\ncc = 21\nchannel = 3\ncontrol = "temperature"\n'
+    assert load_mapping(path) == mapping.bindings
+
+
+def test_a_mapping_file_broken_by_hand_during_the_show_is_not_overwritten(tmp_path):
+    path = tmp_path / "midi.toml"
+    path.write_text("[[map]\n")
+    with pytest.raises(ValueError, match="not valid TOML now"):
+        save_mapping(path, [Binding("cc", 7, "speed")])
+    assert path.read_text() == "[[map]\n"
 
 
 def test_a_saved_mapping_reads_back_the_same(tmp_path, mapping_file):
@@ -218,6 +290,25 @@ def test_midi_learn_refuses_what_it_cannot_bind(controller, mapping_file):
         assert midi.handle("midi_learn", "mode") is None                    # which mode?
         assert midi.handle("midi_learn", "mode=weighted") == "MIDI learn: move a control for mode = weighted"
         assert midi.handle("midi_learn", "") == "MIDI learn off"
+
+
+def test_midi_learn_of_blackout_1_makes_a_pad_that_blacks_out_and_keeps_the_comments(controller, tmp_path):
+    path = tmp_path / "midi.toml"
+    path.write_text(HAND_WRITTEN)
+    bus = ControlBus()
+    with MidiInput(bus, "ctl", path) as midi:
+        connected(midi, controller)
+        assert midi.handle("midi_learn", "blackout=1") == "MIDI learn: move a control for blackout = 1"
+        controller.send(note(40, channel=5))                # the pad pressed: learned, not applied
+        assert wait_for(lambda: midi.saves == 1)
+        controller.send(note(40, velocity=0, channel=5))    # released: nothing
+        controller.send(note(40, channel=5))                # pressed again: blackout = 1
+        controller.send(cc(7, 127))                          # the hand-written fader still works
+        assert wait_for(lambda: midi.posted == 2)
+        events = bus.drain()
+    assert [(e.name, e.value, e.source) for e in events] == [("blackout", 1, "midi"), ("speed", 4.0, "midi")]
+    learned = '\n[[map]]\nnote = 40\nchannel = 5\ncontrol = "blackout"\nvalue = 1\n'
+    assert path.read_text() == HAND_WRITTEN + learned          # comments and order kept, the pad added
 
 
 @pytest.fixture(scope="module")

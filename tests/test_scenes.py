@@ -131,6 +131,8 @@ def test_saving_the_shows_state_writes_a_file_that_loads_back_equal(parts, tmp_p
     assert not path.exists()      # no scene_file: the save was refused, the show went on
     loop.scene_file = path
     loop._scene_control("save_scene", "my look")
+    assert not path.exists()      # written off the frame loop, not in the control's call
+    loop.write_scenes()
     saved = load_scenes(path)["my look"]
     assert saved == loop.scenes["my look"]
     assert saved == Scene("my look", images=tuple(p.resolve() for p in CALM), mode="explore",
@@ -139,6 +141,7 @@ def test_saving_the_shows_state_writes_a_file_that_loads_back_equal(parts, tmp_p
     # saved again under another name and recalled: the same look, read from the file
     loop.speed = 3.0
     loop._scene_control("save_scene", "faster")
+    loop.write_scenes()
     assert list(load_scenes(path)) == ["my look", "faster"]
     assert loop._scene_control("scene", 1) == "scene: my look" and loop.speed == 1.75
 

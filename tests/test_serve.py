@@ -118,10 +118,11 @@ def test_temperature_applies_to_weighted_and_survives_mode_switches(caplog):
     with caplog.at_level(logging.INFO, logger="flowvj.engine"):
         loop._apply("temperature", 0.0)                      # invalid: logged, nothing changes
         loop._apply("volume", 3)
-        loop._apply("image_set", "faces")
+        caption = loop._apply("image_set", "faces")         # says why, on screen too
         loop._apply("speed", -1)
     assert nav.mode.temperature == 0.7 and loop.speed == 1.0
-    assert len([r for r in caplog.records if "ignored control" in r.getMessage()]) == 4
+    assert len([r for r in caplog.records if "ignored control" in r.getMessage()]) == 3
+    assert caption.startswith("no image set 'faces'; offered: ")
 
 
 @pytest.fixture(scope="module")

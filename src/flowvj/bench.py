@@ -2,11 +2,20 @@
 
 The flow's cost grows with the pixels, so the live show draws at a generation size (W, H) that
 the output then upscales. `pick_gen_size` measures decode at the show's start on the machine at
-hand, climbing LADDER from the smallest size and stopping at the first that misses the budget,
-and returns the largest that fits: decode may take HEADROOM (60 %) of the frame time, the rest is
-for the analyzer, the navigator, the upscale and the output. `flowvj bench` prints the same
-figures for every size, with the achieved GFLOP/s against a float32 matmul peak measured in the
-same run, and which size auto would pick at 30 and 60 fps.
+hand, climbing LADDER from the floor (MIN_SIZE, 128x72: the show never draws below it) and
+stopping at the first size that misses the budget, and returns the largest that fits: decode
+may take HEADROOM (50 %) of the frame time. `flowvj bench` prints the same figures for every
+size, with the achieved GFLOP/s against a float32 matmul peak measured in the same run, and
+which size auto would pick at 30 and 60 fps.
+
+Why 50 %: the start must be a size the show can stay at. Once running, the show steps down when
+a frame's whole work (navigate, decode, show) runs over the period for 3 s, and steps up only
+when the work predicted at the next size is within 70 % of it (size_policy.py). The start sees
+the decode alone, on a quiet stage (no output, no audio, no page), for a fraction of a second,
+so it asks for more room than either: half the period for the decode, half for the rest of the
+frame and for the load to grow. At 60 % the idle dev VM started at 256x144 and stepped down to
+192x108 within seconds (issue 25): a wasted re-encode and a visible jump. Too cautious a start
+costs less: the policy steps up after 20 s of headroom.
 
 Conv FLOPs are counted from the folded inverse's Conv2d shapes (out elements x in channels x
 kernel, x2), which scale exactly with the pixels; elementwise ops (~0.3 % for lite) are left out.
@@ -23,7 +32,8 @@ from .generator import Generator, check_size, default_threads, resolve_device
 
 LADDER = ((64, 36), (96, 54), (128, 72), (160, 90), (192, 108), (256, 144), (384, 216), (512, 288),
           (640, 360), (1280, 720))
-HEADROOM = 0.6  # decode's share of the frame time
+HEADROOM = 0.5  # decode's share of the frame time at the start (see the module docstring)
+MIN_SIZE = (128, 72)  # the floor: the show never draws below its pixels (64x36 is colour blobs)
 SHOW_FPS = (30.0, 60.0)  # the frame rates bench reports an auto pick for
 MAX_BENCH_MS = 1000.0  # bench over the default ladder stops after a size this slow (no show runs it)
 
@@ -130,10 +140,22 @@ def budget_ms(fps, headroom=HEADROOM):
     return headroom * 1e3 / fps
 
 
-def pick_from(measurements, fps, headroom=HEADROOM):
-    """The largest size, climbing in order of pixels, before the first whose median decode misses
-    headroom / fps; the smallest measured when none fits (the show must draw something)."""
-    rows = sorted(measurements, key=lambda m: m["width"] * m["height"])
+def at_least(sizes, min_size):
+    """The sizes of at least min_size's pixels, smallest first; the largest alone when none is
+    (a ladder that stops short of the floor still draws at its top); all of them for None."""
+    sizes = sorted(sizes, key=lambda s: s[0] * s[1])
+    if min_size is None:
+        return sizes
+    return [s for s in sizes if s[0] * s[1] >= min_size[0] * min_size[1]] or sizes[-1:]
+
+
+def pick_from(measurements, fps, headroom=HEADROOM, min_size=None):
+    """The largest size, climbing in order of pixels from min_size (see at_least), before the
+    first whose median decode misses headroom / fps; the smallest of those when none fits (the
+    show must draw something: at the floor it lowers its frame rate instead)."""
+    kept = at_least([(m["width"], m["height"]) for m in measurements], min_size)
+    rows = sorted((m for m in measurements if (m["width"], m["height"]) in kept),
+                  key=lambda m: m["width"] * m["height"])
     best = rows[0]
     for row in rows:
         if row["decode_ms"] > budget_ms(fps, headroom):
@@ -153,21 +175,27 @@ def runnable(model, sizes):
     return [size for size in sizes if ok(size)]
 
 
-def pick_gen_size(model, fps, headroom=HEADROOM, ladder=LADDER, repeats=5, max_s=0.3, **generator_options):
-    """(size, measurements): the largest rung of `ladder` whose decode fits headroom / fps here.
+def pick_gen_size(model, fps, headroom=HEADROOM, ladder=LADDER, repeats=5, max_s=0.3, min_size=None,
+                  **generator_options):
+    """(size, measurements): the largest rung of `ladder`, from min_size up (see at_least; the
+    show passes its --min-gen-size, MIN_SIZE by default; None: from the smallest rung), whose
+    decode fits headroom / fps here; the lowest of those when none fits.
 
-    Quick enough for the show's start (about 1 s on the 2-core dev machine, busy: it stopped at
-    64x36): 5 decodes per size at most, and the climb stops at the first size that misses the
-    budget. generator_options go to Generator (device, threads, precision, backend), so what is
-    measured is what will run; with threads=None each row's "threads" is the faster count there
-    (measure_best), which the show should build its Generator with.
+    Each size's figure is the median of up to `repeats` decodes (at least 3) after 2 untimed
+    ones (ONNX Runtime plans its memory on the first call at a shape): one slow call on a shared
+    machine neither makes nor breaks a size. Quick enough for the show's start (about 1 s on the
+    2-core dev machine): the rungs below the floor are not measured, and the climb stops at the
+    first size that misses the budget (measured too: the size policy predicts the next step up
+    from these rows). generator_options go to Generator (device, threads, precision, backend),
+    so what is measured is what will run; with threads=None each row's "threads" is the faster
+    count there (measure_best), which the show should build its Generator with.
     """
     measurements = []
-    for size in sorted(runnable(model, ladder), key=lambda s: s[0] * s[1]):
+    for size in at_least(runnable(model, ladder), min_size):
         measurements.append(measure_best(model, size, repeats, max_s, **generator_options))
         if measurements[-1]["decode_ms"] > budget_ms(fps, headroom):
             break
-    return pick_from(measurements, fps, headroom), measurements
+    return pick_from(measurements, fps, headroom, min_size), measurements
 
 
 def run_bench(model, sizes=None, device="auto", threads=None, precision="fp32", backend="onnx",
@@ -203,10 +231,11 @@ def run_bench(model, sizes=None, device="auto", threads=None, precision="fp32", 
              for key, start in peaks_start.items()}
     for row in rows:
         row["peak_pct"] = 100 * row["gflops"] / peaks[peak_key(row["threads"])]
-    auto = [{"fps": fps, "budget_ms": budget_ms(fps), "size": size_name(pick_from(rows, fps))}
-            for fps in SHOW_FPS]
+    auto = [{"fps": fps, "budget_ms": budget_ms(fps),
+             "size": size_name(pick_from(rows, fps, min_size=MIN_SIZE))} for fps in SHOW_FPS]
     return {"device": device, "backend": rows[0]["backend"], "precision": precision, "threads": threads,
-            "headroom": HEADROOM, "peak_gflops": peaks, "peak_gflops_start": peaks_start,
+            "headroom": HEADROOM, "min_size": size_name(MIN_SIZE), "peak_gflops": peaks,
+            "peak_gflops_start": peaks_start,
             "sizes": rows, "auto": auto, "torch": torch.__version__}
 
 
@@ -223,7 +252,8 @@ def format_report(report):
                      f"{r['fps']:.1f} | {r['gflop']:.2f} | {r['gflops']:.1f} ({r['peak_pct']:.0f} %) |")
     lines.append("")
     for a in report["auto"]:
-        lines.append(f"auto at {a['fps']:.0f} fps (decode <= {a['budget_ms']:.1f} ms): {a['size']}")
+        lines.append(f"auto at {a['fps']:.0f} fps (decode <= {a['budget_ms']:.1f} ms, at least "
+                     f"{report['min_size']}): {a['size']}")
     return "\n".join(lines)
 
 

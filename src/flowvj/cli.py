@@ -161,20 +161,22 @@ def _live(args, outputs_for):
     track = getattr(args, "track", None)
     if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
         track = demo_track()
-    source, show, ladder, threads = open_live(track=track, device=getattr(args, "device", None), images=args.images,
+    source, show, ladder, measured = open_live(track=track, device=getattr(args, "device", None), images=args.images,
                                      model_path=args.model, mode=args.mode, seed=args.seed,
                                      silent=getattr(args, "silent", False), gen_size=args.gen_size,
                                      fps=args.fps, output_size=output_size, precision=args.precision,
-                                     compute=args.compute, latency_ms=args.latency_ms)
-    print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
-    outputs = outputs_for(args) + osc_outputs + ndi_outputs + midi_outputs
-    recorders = _recorder(args, record, source)
-    outputs += recorders
-    try:
+                                     compute=args.compute, latency_ms=args.latency_ms,
+                                     min_gen_size=args.min_gen_size)
+    outputs, recorders = osc_outputs + ndi_outputs + midi_outputs, []
+    try:        # every way out from here closes what was opened (threads, sockets, files)
+        print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
+        outputs = outputs_for(args) + outputs
+        recorders = _recorder(args, record, source)
+        outputs += recorders
         with source:
             loop = LiveLoop(show, source, outputs, fps=args.fps, image_sets=image_sets,
                             ladder=ladder, bus=bus, scenes=scenes, clock=clock, quantum=args.quantum,
-                            threads=threads)
+                            measured=measured)
             loop.scene_file = getattr(args, "scenes", None)    # where "save scene" writes
             stats = loop.run(args.duration)
     finally:
@@ -183,7 +185,10 @@ def _live(args, outputs_for):
         if clock is not None:
             clock.close()
         for output in outputs:
-            output.close()
+            try:
+                output.close()
+            except Exception as error:  # noqa: BLE001 - the others still close, the stats are written
+                print(f"flowvj: closing {type(output).__name__} failed: {error}", file=sys.stderr)
     for recorder in recorders:
         stats.update(recorder.stats())      # record_frames, record_dropped
     if args.stats:
@@ -205,6 +210,9 @@ def _scenes(args):
     from .control.scenes import DEMO, load_scenes
     from .engine import check_image_specs
 
+    if not Path(args.scenes).exists():      # said, in case it is a typo for a file that is there
+        print(f"--scenes {args.scenes}: not found; will be created on save", flush=True)
+        return {}
     scenes = load_scenes(args.scenes)
     for scene in scenes.values():
         if scene.images not in (None, DEMO):
@@ -554,7 +562,10 @@ def build_parser():
         p.add_argument("--gen-size", type=_gen_size, default="auto",
                        help="WIDTHxHEIGHT the flow draws at (even; larger is sharper and slower); "
                             "auto = the largest this machine draws at --fps, measured at start, "
-                            "stepping down if frames run late")
+                            "stepping down if frames run late and back up when headroom returns")
+        p.add_argument("--min-gen-size", type=_gen_size, default=(128, 72), metavar="WxH",
+                       help="with --gen-size auto, never draw smaller than this (by area); when frames "
+                            "run late there, lower the frame rate (down to 24 fps) instead")
         p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                        help="decode precision: fp32 exact; int8 ~41 dB from it, faster only on CPUs with "
                             "VNNI/AMX (encode stays exact)")
@@ -686,6 +697,22 @@ def _log_to_terminal():
 
 
 def main(argv=None):
+    """The command's exit status. A reader that goes away (`flowvj osc-addresses | head`) ends
+    it quietly, as it ends `ls | head`: the Python documentation's way (signal.rst, "Note on
+    SIGPIPE"), with stdout pointed at devnull so the interpreter's own flush at exit cannot fail
+    again, and 141 (128 + SIGPIPE), what a shell reports for a command the pipe stopped."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()      # output still buffered meets the closed pipe here, not at exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv):
     # OpenMP threads that spin while waiting made training ~10x slower whenever another process
     # shared the cores; passive waiting costs little when the machine is idle. Must precede torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

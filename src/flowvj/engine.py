@@ -6,12 +6,13 @@ takes exactly its slice of the track, so a render is deterministic for a seed; l
 (`LiveLoop`), the wall clock and the audio source's latest samples drive the same calls.
 """
 
+import array
+import collections
 import dataclasses
 import logging
 import math
 import os
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -164,6 +165,16 @@ def size_text(size):
     return f"{size[0]}x{size[1]}"
 
 
+def parse_size(text, flag):
+    """"WxH" -> (W, H), positive whole numbers; a UserError naming `flag` otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", str(text))
+    if not match or int(match[1]) < 1 or int(match[2]) < 1:
+        raise UserError(f"{flag} {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 192x108")
+    return int(match[1]), int(match[2])
+
+
 def check_frame_size(size, flag="--size", even=True):
     """(width, height) within MAX_FRAME; even only for video (H.264 yuv420p), not a window."""
     width, height = size
@@ -313,12 +324,17 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
 BLACKOUT_FADE_S = 0.5  # blackout fades to black (and back) over this long
 PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than its recent work needs
+MAX_SCENES = 99  # scenes a show keeps (saving more is refused): keys 1-9, the page's list, the file
+ERROR_LOG_S = 5.0  # a failure's line is logged again at most this often
 LEAD_PERCENTILE, LEAD_FRAMES = 97, 60  # ... by this percentile of the work of the last this many frames
 
 
 def _timed(decode, z):
     """(decode(z), how long it took in s): run in LiveLoop's decode thread."""
+    from .faults import maybe_fail
+
     started = time.perf_counter()
+    maybe_fail("decode")
     frame = decode(z)
     return frame, time.perf_counter() - started
 
@@ -405,18 +421,27 @@ class LiveLoop:
     with `quantum` (beats per bar) changes of mode, image set and scene wait for the next bar
     line, so they land on the one.
 
-    Stepping down: with `ladder` (generation sizes, smallest first, the current one among
-    them), when the frames have run late (median frame work above the period) for
-    `late_window_s`, the next smaller size is built in a background thread (a new Generator,
-    the images re-encoded), then swapped in with Navigator.resize_images: the picture stays
-    where it is and only its resolution drops, with no stall.
+    Generation size and frame rate: with `ladder` (generation sizes, smallest first: the floor
+    up), a SizePolicy (size_policy.py) watches each frame's work and decides when to step the
+    size down or up, or the frame rate down at the floor and back; the loop applies it. A new
+    size (or one the performer asks for, the `gen_size` control) is built in the background (a
+    new Generator, the images re-encoded), then swapped in with Navigator.resize_images: the
+    picture stays where it is and only its resolution changes, with no stall.
+
+    Work off the loop (background.py): image-set loads, size builds and scene-file writes run
+    in threads, each keyed by the state it was made for (`_state`, bumped on every swap of the
+    images or the size, and the request it answers); a result whose state has moved on is built
+    again for the state as it is, one superseded by a newer request is dropped. Every way out of
+    `run` joins those threads.
     """
 
     LEVELS = ("rms", "rms_smooth", "band_energy", "band_smooth", "onset_strength", "kick", "snare", "hats", "flux")
     SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
     def __init__(self, show, source, outputs, fps=60.0, max_block_s=0.5, image_sets=None, bus=None,
-                 ladder=(), late_window_s=3.0, clock=None, quantum=None, scenes=None, threads=None):
+                 ladder=(), late_window_s=3.0, clock=None, quantum=None, scenes=None, measured=None,
+                 policy=None):
+        from .background import Background
         from .control import ControlBus
 
         self.show, self.source, self.outputs = show, source, list(outputs)
@@ -424,15 +449,31 @@ class LiveLoop:
         self.image_sets = dict(image_sets or {})
         self.image_set = next(iter(self.image_sets), None)
         self.bus = bus if bus is not None else ControlBus()
-        self._arrived_images = None     # (name, latents, images) from the loading thread, or None
-        self._arrived_size = None       # (Generator, latents, images) from a step-down, or None
-        self._resizing, self._late_since = False, None
-        self._threads = dict(threads or {})   # size -> the ONNX Runtime threads measured faster there
+        self._background = Background()
+        self._state = 0                 # bumped whenever the images or the size change (see _swap)
+        self._wanted_set = None         # (request number, name) of the newest image set asked for
+        self._requests = 0
+        self._wanted_size = None        # the generation size being built, or None
+        self._queued = set()            # kinds of job asked for while one of that kind still ran:
+                                        # one at a time each, so a storm of requests cannot pile
+                                        # up threads (each size build is seconds of CPU)
+        measured = dict(measured or {})     # size -> {"threads", "decode_ms"} measured at the start
+        self._threads = {size: row["threads"] for size, row in measured.items()}
         self.ladder = [tuple(size) for size in ladder]
-        self.late_window_s = float(late_window_s)
-        self.step_downs = []            # (time_s, from "WxH", to "WxH")
-        self.frame_ms, self.latency_ms, self.work_ms = [], [], []
+        if policy is None and self.ladder:
+            from .size_policy import SizePolicy
+
+            policy = SizePolicy(self.ladder, tuple(show.gen_size), self.fps, floor=self.ladder[0],
+                                window_s=late_window_s,
+                                decode_ms={size: row["decode_ms"] for size, row in measured.items()})
+        self.policy = policy
+        self.step_downs = []            # (time_s, from "WxH", to "WxH"): the size's steps down
+        self.size_changes, self.fps_changes = [], []    # [time_s, from, to], every change
+        self.frame_ms, self.latency_ms = array.array("d"), array.array("d")
+        self.work_ms = collections.deque(maxlen=LEAD_FRAMES)
+        self._shown_s = array.array("d")    # when each frame was shown, s since the start
         self.audio_samples = 0          # heard and analysed, all blocks together
+        self.errors, self._error_lines = 0, {}      # failures survived; message -> last logged
         self.running = False
         self.speed, self.sensitivity, self.temperature = 1.0, 1.0, None
         self.brightness, self.blackout, self.frozen = 1.0, False, False
@@ -444,8 +485,10 @@ class LiveLoop:
         self.clock, self.quantum = clock, (float(quantum) if quantum else None)
         self.scenes = dict(scenes or {})
         self.scene = None
+        self._unsaved = {}              # scenes saved live, waiting for the file writer
         self._deferred = []             # (name, value, source) waiting for the next bar line
         self._clock_beat = None         # the clock's beat position at the last frame
+        self._started = time.perf_counter()
 
     # -- controls -------------------------------------------------------------------------------
 
@@ -461,11 +504,14 @@ class LiveLoop:
         return values
 
     def _apply(self, action, value=None, source=""):
-        """Apply one control; returns the caption announcing it, or None if nothing changed."""
+        """Apply one control; returns the caption announcing it, or None if nothing changed.
+        A control that fails is one line and an `errors` count, never the end of the show."""
+        from .faults import maybe_fail
         from .navigate import MODES
 
         names, navigator = list(MODES), self.show.navigator
         try:
+            maybe_fail("control")
             if action == "quit":
                 self.running = False
                 return None
@@ -493,9 +539,14 @@ class LiveLoop:
             if action in ("freeze", "toggle_freeze"):
                 self.frozen = (not self.frozen) if action == "toggle_freeze" else bool(int(value))
                 return "freeze" if self.frozen else "freeze off"
-            if action == "image_set" and value in self.image_sets:
-                threading.Thread(target=self._load_image_set, args=(value,), daemon=True).start()
+            if action == "image_set":
+                if value not in self.image_sets:
+                    offered = ", ".join(map(str, self.image_sets)) or "none (see --image-sets)"
+                    return f"no image set {value!r}; offered: {offered}"
+                self._want_image_set(value)
                 return f"image set: {value} (loading)"
+            if action == "gen_size":
+                return self._want_size(value)
             if action in ("scene", "save_scene"):   # keys 1-9 send the scene's place (an int)
                 return self._scene_control(action, value)
             handler = next((o for o in self.outputs if getattr(o, "handles", lambda name: False)(action)), None)
@@ -505,7 +556,24 @@ class LiveLoop:
                 log.info("live: ignored control %r = %r", action, value)
         except (UserError, TypeError, ValueError) as error:
             log.warning("live: ignored control %r = %r: %s", action, value, error)
+        except Exception as error:  # noqa: BLE001 - one control must never end the show
+            self._fault(f"control {action}", error)
         return None
+
+    def _fault(self, where, error):
+        """A failure the show survives: counted in `errors`, one line in the terminal (the same
+        line at most once per ERROR_LOG_S, with how many times it happened meanwhile)."""
+        self.errors += 1
+        line = f"live: {where} failed, the show goes on: {type(error).__name__}: {error}".splitlines()[0]
+        now = time.perf_counter()
+        last, repeats = self._error_lines.get(line, (None, 0))
+        if last is None or now - last >= ERROR_LOG_S:
+            log.error("%s%s", line, f" (and {repeats} more times)" if repeats else "")
+            self._error_lines[line] = (now, 0)
+        else:
+            self._error_lines[line] = (last, repeats + 1)
+        if len(self._error_lines) > 256:        # bounded, whatever the messages
+            self._error_lines.clear()
 
     def announce(self, text):
         """One line in the terminal and a caption on screen (window and page) for a while."""
@@ -523,14 +591,17 @@ class LiveLoop:
         """Post the outputs' controls on the bus, then apply everything on it; with a clock and a
         quantum, bar-quantised changes wait in _deferred for the next bar line."""
         for output in self.outputs:
-            for action in getattr(output, "poll", lambda: [])():
-                name = str(action.value if hasattr(action, "value") else action)
-                if name.startswith("scene:"):       # keys 1-9: the scene at that place in the file
-                    self.bus.post("scene", int(name[6:]), source="key")
-                    continue
-                self.bus.post(name, source="key")
-            for name, value in getattr(output, "pending_controls", lambda: [])():
-                self.bus.post(name, value, source="page")
+            try:
+                for action in getattr(output, "poll", lambda: [])():
+                    name = str(action.value if hasattr(action, "value") else action)
+                    if name.startswith("scene:"):       # keys 1-9: the scene at that place in the file
+                        self.bus.post("scene", int(name[6:]), source="key")
+                        continue
+                    self.bus.post(name, source="key")
+                for name, value in getattr(output, "pending_controls", lambda: [])():
+                    self.bus.post(name, value, source="page")
+            except Exception as error:  # noqa: BLE001 - one output's failure must not end the show
+                self._fault(f"{type(output).__name__} controls", error)
         events = [(e.name, e.value, e.source) for e in self.bus.drain()]
         if bar_line:
             events, self._deferred = self._deferred + events, []
@@ -545,38 +616,167 @@ class LiveLoop:
                 for output in self.outputs:
                     applied = getattr(output, "control_applied", None)
                     if applied is not None:
-                        applied(name, value, caption)
+                        try:
+                            applied(name, value, caption)
+                        except Exception as error:  # noqa: BLE001 - as above
+                            self._fault(f"{type(output).__name__} listener", error)
 
-    def _load_image_set(self, name):
-        try:
-            generator = self.show.generator
-            images = load_show_images(self.image_sets[name], self.show.gen_size)
-            self._arrived_images = (name, generator.encode(images), images)
-        except UserError as error:
-            log.warning("live: image set %r not loaded: %s", name, error)
+    # -- work off the loop (background.py): each job keyed by the state it was made for --------
 
-    def _take_arrived_images(self):
-        arrived, self._arrived_images = self._arrived_images, None
-        if arrived is None:
+    def _want_image_set(self, name):
+        """Load and encode an image set in the background; only the newest request is ever used."""
+        self._requests += 1
+        self._wanted_set = (self._requests, name)
+        self._start_image_set()
+
+    def _start_image_set(self):
+        if self._background.busy("images"):     # one load at a time; the newest starts after it
+            self._queued.add("images")
             return
-        name, latents, images = arrived
-        if latents.shape[1:] != self.show.image_latents.shape[1:]:   # a step-down came between
-            threading.Thread(target=self._load_image_set, args=(name,), daemon=True).start()
+        number, name = self._wanted_set
+        show = self.show
+        self._background.start("images", (number, self._state), self._load_image_set,
+                               list(self.image_sets[name] or []) or None, show.generator, show.gen_size)
+
+    @staticmethod
+    def _load_image_set(specs, generator, size):
+        images = load_show_images(specs, size)
+        return generator.encode(images), images
+
+    def _want_size(self, value):
+        """The `gen_size` control ("WxH"): build that generation size in the background and swap
+        it in (a performer's choice, or the size policy's); the caption, or None."""
+        size = check_frame_size(parse_size(value, "gen_size"), flag="gen_size")
+        if self.policy is not None and size not in self.policy.ladder:
+            raise UserError(f"gen_size {size_text(size)}: expected one of "
+                            f"{', '.join(map(size_text, self.policy.ladder))} (the sizes this show "
+                            "steps between, from --min-gen-size up)")
+        check_gen_fits_model(size, self.show.model, flag="gen_size")
+        check_gen_memory(size, self.show.model, flag="gen_size")
+        if size == tuple(self.show.gen_size):
+            if self._wanted_size is None:
+                return None
+            self._wanted_size = None        # a build under way is dropped when it arrives
+            if self.policy is not None:
+                self.policy.moved(time.perf_counter() - self._started, "size", size)
+            return f"generation size stays {size_text(size)}"
+        self._wanted_size = size
+        self._start_size()
+        return f"generation size {size_text(self.show.gen_size)} -> {size_text(size)} (building)"
+
+    def _start_size(self):
+        if self._background.busy("size"):       # one build at a time; the newest starts after it
+            self._queued.add("size")
             return
-        try:
-            self.show.navigator.set_images(latents)
-        except UserError as error:
-            log.warning("live: image set %r not used: %s", name, error)
+        show = self.show
+        self._background.start("size", (self._wanted_size, self._state), self._build_size, show.model,
+                               self._wanted_size, show.precision, show.device,
+                               self._threads.get(self._wanted_size), show.images)
+
+    @staticmethod
+    def _build_size(model, size, precision, device, threads, images):
+        from .generator import Generator
+
+        generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
+        images = resize_images(images, size)
+        return generator, generator.encode(images), images
+
+    def _save_scenes(self):
+        """Write the scenes saved live to the --scenes file, one writer at a time: saves that
+        arrive while it writes are coalesced into its next write, so the file work never runs
+        in the frame loop and never queues up, whatever the rate (issue 25: 20 saves a second
+        took the page from 30 to 0.5 fps when each one rewrote the file in the loop)."""
+        if not self._unsaved or self._background.busy("save"):
             return
-        self.show.image_latents, self.show.images, self.image_set = latents, images, name
+        from .control.scenes import save_scenes
+
+        unsaved, self._unsaved = list(self._unsaved.values()), {}
+        self._background.start("save", None, save_scenes, self.scene_file, unsaved)
+
+    def _take_finished(self):
+        """Apply the background jobs that finished, where they still fit the show; restart the
+        ones whose state moved on while they ran, if they are still wanted."""
+        for done in self._background.take():
+            try:
+                if done.error is not None:
+                    self._job_failed(done)
+                elif done.kind == "images":
+                    self._arrived_images(done)
+                elif done.kind == "size":
+                    self._arrived_size(done)
+            except Exception as error:  # noqa: BLE001 - one job's failure must not end the show
+                self._fault(f"background {done.kind}", error)
+        for kind, wanted, start in (("images", self._wanted_set, self._start_image_set),
+                                    ("size", self._wanted_size, self._start_size)):
+            if kind in self._queued and not self._background.busy(kind):
+                self._queued.discard(kind)
+                if wanted is not None:      # for the state as it is now
+                    start()
+        self._save_scenes()
+
+    def _job_failed(self, done):
+        if done.kind == "images" and self._wanted_set and done.key[0] == self._wanted_set[0]:
+            name, self._wanted_set = self._wanted_set[1], None
+            if isinstance(done.error, UserError):
+                self.errors += 1
+                log.error("live: image set %r not loaded: %s", name, done.error)
+                self.announce(f"image set {name}: not loaded (see the terminal)")
+                return
+        elif done.kind == "size" and done.key[0] == self._wanted_size:
+            self._wanted_size = None
+            if self.policy is not None:
+                self.policy.moved(time.perf_counter() - self._started, "size", tuple(self.show.gen_size))
+        self._fault(f"background {done.kind}", done.error)
+
+    def _arrived_images(self, done):
+        number, state = done.key
+        if self._wanted_set is None or number != self._wanted_set[0]:
+            return                          # a newer request came after it: dropped
+        if state != self._state:            # the size changed while it loaded: load again
+            self._start_image_set()
+            return
+        name, self._wanted_set = self._wanted_set[1], None
+        latents, images = done.result
+        self.show.navigator.set_images(latents)
+        self._swap(latents=latents, images=images)
+        self.image_set = name
         if self.temperature:
             self.show.navigator.set_temperature(self.temperature)
         self.announce(f"image set: {name} ({len(latents)} images)")
 
+    def _arrived_size(self, done):
+        size, state = done.key
+        if size != self._wanted_size:
+            return                          # another size was asked for since: dropped
+        if state != self._state:            # the images changed while it built: build again
+            self._start_size()
+            return
+        self._wanted_size = None
+        generator, latents, images = done.result
+        before = size_text(self.show.gen_size)
+        generator.bad_frames += self.show.generator.bad_frames
+        self.show.navigator.resize_images(latents)
+        self.show.generator = generator
+        self._swap(latents=latents, images=images)
+        self.work_ms.clear()
+        now_s = round(time.perf_counter() - self._started, 2)
+        after = size_text(size)
+        self.size_changes.append([now_s, before, after])
+        if size[0] * size[1] < _area(before):
+            self.step_downs.append((now_s, before, after))
+        if self.policy is not None:
+            self.policy.moved(now_s, "size", size)
+        self.announce(f"generation size {before} -> {after}")
+
+    def _swap(self, latents, images):
+        """New latents and images in the Show: every job made for the old ones is now stale."""
+        self.show.image_latents, self.show.images = latents, images
+        self._state += 1
+
     def _scene_control(self, action, name):
         """Recall a scene (by name, or by its place from 1) or save the show's state as one, in
         the --scenes file (`scene_file`); see control/scenes.py. Returns the caption."""
-        from .control.scenes import image_set_name, save_scene, scene_now
+        from .control.scenes import image_set_name, scene_now
         from .navigate import lerp, slerp
 
         navigator = self.show.navigator
@@ -586,7 +786,9 @@ class LiveLoop:
                               self.sensitivity, self.brightness, self.show.gen_size)
             if getattr(self, "scene_file", None) is None:
                 raise UserError("no --scenes FILE to save the scene in")
-            self.scenes = save_scene(self.scene_file, scene)
+            if scene.name not in self.scenes and len(self.scenes) >= MAX_SCENES:
+                raise UserError(f"{self.scene_file} holds {MAX_SCENES} scenes already, the most a show keeps")
+            self.scenes[scene.name] = self._unsaved[scene.name] = scene   # written off the loop
             self.scene = scene.name
             return f"scene saved: {scene.name}"
         names = list(self.scenes)
@@ -609,7 +811,7 @@ class LiveLoop:
                 setattr(self, key, getattr(scene, key))
         image_set = image_set_name(self.image_sets, scene)
         if image_set is not None and image_set != self.image_set:
-            threading.Thread(target=self._load_image_set, args=(image_set,), daemon=True).start()
+            self._want_image_set(image_set)
         self.scene = scene.name
         kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
         return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
@@ -619,53 +821,30 @@ class LiveLoop:
         options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
         self.show.navigator.set_mode(name, **options)
 
-    # -- generation size ------------------------------------------------------------------------
+    # -- generation size and frame rate (size_policy.py decides, the loop applies) --------------
 
-    def _maybe_step_down(self, now):
-        """Start building the next smaller size once the frames have run late (the median work
-        of the last 15 frames over the frame period) for late_window_s without a break. The
-        median, not a high percentile: a tail of late frames comes from the other programs on
-        the cores, which a smaller size does not cure. With the 90th percentile of the last 30
-        as the rule, 10 minutes of the browser path (Chromium on the same 2 cores) stepped down
-        from 192x108 to 64x36 and its p95 interval was still 39.3 ms (benchmarks/README)."""
-        if self._resizing or len(self.work_ms) < 15:
+    def _adapt(self, now):
+        """Feed the size policy this frame's timing and apply what it decides: a generation size
+        (built in the background, swapped in when ready) or a frame rate (at once)."""
+        if self.policy is None or self._wanted_size is not None:
             return
-        if statistics.median(self.work_ms[-15:]) <= 1000.0 / self.fps:
-            self._late_since = None
+        now_s = now - self._started
+        decision = self.policy.decide(now_s)
+        if decision is None:
             return
-        if self._late_since is None:
-            self._late_since = now
-        area = self.show.gen_size[0] * self.show.gen_size[1]
-        smaller = [size for size in self.ladder if size[0] * size[1] < area]
-        if smaller and now - self._late_since >= self.late_window_s:
-            self._resizing, self._late_since = True, None
-            threading.Thread(target=self._build_size, args=(smaller[-1],), daemon=True).start()
-
-    def _build_size(self, size):
-        from .generator import Generator
-
-        try:
-            generator = Generator(self.show.model, size=size, precision=self.show.precision,
-                                  device=self.show.device, threads=self._threads.get(size))
-            images = resize_images(self.show.images, size)
-            self._arrived_size = (generator, generator.encode(images), images)
-        except Exception:  # noqa: BLE001 - a failed step-down must not stop the show
-            log.exception("live: could not build generation size %s", size_text(size))
-            self._resizing = False
-
-    def _take_arrived_size(self):
-        arrived, self._arrived_size = self._arrived_size, None
-        if arrived is None:
-            return
-        generator, latents, images = arrived
-        before = size_text(self.show.gen_size)
-        generator.bad_frames += self.show.generator.bad_frames
-        self.show.navigator.resize_images(latents)
-        self.show.generator, self.show.image_latents, self.show.images = generator, latents, images
-        self.work_ms.clear()
-        self._resizing = False
-        self.step_downs.append((round(time.perf_counter() - self._started, 2), before, size_text(self.show.gen_size)))
-        self.announce(f"frames ran late: generation size {before} -> {size_text(self.show.gen_size)}")
+        kind, value = decision
+        if kind == "fps":
+            before, self.fps = self.fps, float(value)
+            self.fps_changes.append([round(now_s, 2), before, self.fps])
+            self.policy.moved(now_s, "fps", self.fps)
+            self.announce(f"frame rate {before:g} -> {self.fps:g} fps "
+                          f"({'frames ran late' if self.fps < before else 'headroom returned'})")
+        elif kind == "size" and tuple(value) != tuple(self.show.gen_size):
+            self._wanted_size = tuple(value)
+            self._start_size()
+            log.info("live: generation size %s -> %s (%s): building", size_text(self.show.gen_size),
+                     size_text(value), "frames ran late" if _area(value) < _area(self.show.gen_size)
+                     else "headroom returned")
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -692,8 +871,7 @@ class LiveLoop:
         given no new audio) and steps speed x dt_s. Returns the latent to decode, or None while
         frozen (the last frame is shown again)."""
         show = self.show
-        self._take_arrived_images()
-        self._take_arrived_size()
+        self._take_finished()
         if len(block) or self._heard is None:
             self._heard = show.analyzer.process(block)
             self.audio_samples += len(block)
@@ -736,7 +914,10 @@ class LiveLoop:
                 "notice": self.notice if shown else "", "notice_id": self.notice_id}
 
     def run(self, duration_s=None):
-        """Until quit, the track's end, or duration_s; returns the frame-time and latency stats."""
+        """Until quit, the track's end, or duration_s; returns the frame-time and latency stats.
+        Nothing else ends it: a frame, an output, a control or a background job that fails is
+        counted (`errors`), logged in one line, and the show goes on with the last good picture.
+        Every way out stops the threads the loop started (the decode, the background jobs)."""
         from concurrent.futures import ThreadPoolExecutor
 
         self.max_block = max(1, round(self.max_block_s * self.source.rate))
@@ -744,13 +925,13 @@ class LiveLoop:
         self.running = True
         self._last_audio_s, last_tick = self.source.read_latest(1)[1], time.perf_counter()
         self._last_read = self._started = started = last_tick
-        period = 1.0 / self.fps
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="flowvj-decode")
         try:
             making = self._begin(last_tick)
             while self.running:
                 # the next frame's work starts _lead_s before its slot: before this frame is
                 # shown when the lead is over a period (its decode then overlaps this frame's wait)
+                period = 1.0 / self.fps
                 slot, lead = making.slot + period, self._lead_s(period)
                 ahead = slot - lead <= making.slot
                 if ahead:
@@ -760,7 +941,10 @@ class LiveLoop:
                 last_tick = now
                 if getattr(self.source, "finished", False) or (duration_s and now - started >= duration_s):
                     break
-                self._maybe_step_down(now)
+                try:
+                    self._adapt(now)
+                except Exception as error:  # noqa: BLE001 - the show goes on at the size it has
+                    self._fault("size policy", error)
                 if not ahead:
                     if slot < now:      # shown over a period late: a new grid from this frame
                         slot = now + period
@@ -770,49 +954,92 @@ class LiveLoop:
                     following.slot = now + period
                 making = following
         finally:
-            self._decoder.shutdown(wait=True)
+            self._decoder.shutdown(wait=True, cancel_futures=True)
+            self._background.close()
+            self.write_scenes()     # scenes saved in the last moments: written before exit
         return self.stats()
+
+    def write_scenes(self):
+        """Write the scenes saved live and not yet written, now, in this thread (at the end of
+        the show; during it, _save_scenes writes them in the background)."""
+        from .control.scenes import save_scenes
+
+        unsaved, self._unsaved = list(self._unsaved.values()), {}
+        if unsaved:
+            try:
+                save_scenes(self.scene_file, unsaved)
+            except UserError as error:
+                log.error("live: %s", error)
+
+    def _read(self):
+        """The audio heard since the last frame (an empty block if the source failed)."""
+        try:
+            samples, audio_s = self.source.read_latest(self.max_block)
+        except Exception as error:  # noqa: BLE001 - a frame of silence, not the end of the show
+            self._fault("audio", error)
+            return np.zeros((0,), np.float32), self._last_audio_s
+        n = min(self.max_block, max(0, round((audio_s - self._last_audio_s) * self.source.rate)))
+        self._last_audio_s = audio_s
+        return samples[len(samples) - n:], audio_s
 
     def _begin(self, slot):
         """Read the newest audio, navigate, and hand the decode to the decode thread: a frame
         in the making, shown in `slot`."""
-        samples, audio_s = self.source.read_latest(self.max_block)
+        block, audio_s = self._read()
         t_read = time.perf_counter()
-        n = min(self.max_block, max(0, round((audio_s - self._last_audio_s) * self.source.rate)))
-        self._last_audio_s = audio_s
-        block = samples[len(samples) - n:]
         dt_s, self._last_read = t_read - self._last_read, t_read
         if self.latency_ms:         # beat events fire this much before the beat (see Pacing)
             own = statistics.median(self.latency_ms[-30:]) / 1000.0
             self.show.analyzer.latency_s = self.show.latency_s + own
-        z = self._navigate(block, dt_s)
-        decode = None if z is None else self._decoder.submit(_timed, self.show.generator.decode, z)
+        decode = None
+        try:
+            z = self._navigate(block, dt_s)
+            if z is not None:
+                decode = self._decoder.submit(_timed, self.show.generator.decode, z)
+        except Exception as error:  # noqa: BLE001 - the last good picture is shown again
+            self._fault("navigation", error)
         return _Making(slot, t_read, time.perf_counter() - t_read, dt_s, block, audio_s, self.show.features,
                        decode, self._bar_line)
 
     def _present(self, making, last_tick):
         """Wait for the frame's decode, hold it until its slot, show it, apply the controls;
         records its work, interval and latency; returns when it was shown (perf_counter)."""
-        decode_s = 0.0
+        from .faults import maybe_fail
+
+        decode_s = None
         if making.decode is not None:
-            self._last_frame, decode_s = making.decode.result()
+            try:
+                self._last_frame, decode_s = making.decode.result()
+            except Exception as error:  # noqa: BLE001 - the last good picture is shown again
+                self._fault("decode", error)
+        if self._last_frame is None:        # nothing drawn yet: black until a frame is
+            width, height = self.show.gen_size
+            self._last_frame = np.zeros((height, width, 3), np.uint8)
         frame = self._shaded(self._last_frame, making.dt_s)
-        meters = self._meters(making.features)
+        meters = self._meters(making.features) if making.features is not None else self._meters()
         time.sleep(max(0.0, making.slot - time.perf_counter()))       # held until its slot
         held = time.perf_counter()
         for output in self.outputs:
-            if hasattr(output, "hear"):
-                output.hear(making.block, making.audio_s)
-            if hasattr(output, "show"):
-                output.show(frame, meters)
+            try:
+                maybe_fail("output")
+                if hasattr(output, "hear"):
+                    output.hear(making.block, making.audio_s)
+                if hasattr(output, "show"):
+                    output.show(frame, meters)
+            except Exception as error:  # noqa: BLE001 - the other outputs and the show go on
+                self._fault(type(output).__name__, error)
         self._drain_controls(bar_line=making.bar_line)
         now = time.perf_counter()
         # the work itself, not the wait for the decode thread: a wait measured as work would
         # lengthen the lead, start frames earlier, queue them more (a 10-minute run stepped
         # down from 192x108 to 128x72 on that feedback)
-        self.work_ms.append((making.front_s + decode_s + now - held) * 1000.0)
+        work_ms = (making.front_s + (decode_s or 0.0) + now - held) * 1000.0
+        self.work_ms.append(work_ms)
+        if self.policy is not None:     # a frozen frame (no decode) restarts the policy's clocks
+            self.policy.observe(now - self._started, work_ms, None if decode_s is None else decode_s * 1000.0)
         self.frame_ms.append((now - last_tick) * 1000.0)
         self.latency_ms.append((now - making.t_read) * 1000.0)  # newest audio -> frame on screen
+        self._shown_s.append(now - self._started)
         return now
 
     def _lead_s(self, period):
@@ -821,25 +1048,48 @@ class LiveLoop:
         two periods (at once, until 5 frames have been timed)."""
         if len(self.work_ms) < 5:
             return period
-        lead = float(np.percentile(self.work_ms[-LEAD_FRAMES:], LEAD_PERCENTILE)) / 1000.0 + PACING_MARGIN_S
+        lead = float(np.percentile(self.work_ms, LEAD_PERCENTILE)) / 1000.0 + PACING_MARGIN_S
         return min(2.0 * period, lead)
 
     def stats(self):
         """The run's figures (the --stats JSON); a frame rate only when at least two frames
-        were timed (one frame has no interval: 0, never an absurd figure)."""
+        were timed (one frame has no interval: 0, never an absurd figure). Besides the median
+        interval, the frame rate in every whole second of the show (frames shown in it): its
+        worst (`min_fps_1s`), its 5th percentile (`p5_fps`) and per minute (`fps_per_minute`),
+        so that slow stretches show; a median of intervals read 27.5 fps where 285 frames in
+        15 s were 19 fps (issue 25)."""
         intervals = sorted(self.frame_ms[1:])
         features = self.show.features
+        per_second = np.bincount(np.asarray(self._shown_s, np.float64).astype(np.int64))[:-1] \
+            if len(self._shown_s) else np.zeros(0)
+        whole = len(self._shown_s) and self._shown_s[-1] > 0
+        minutes = [round(float(per_second[m:m + 60].mean()), 2) for m in range(0, len(per_second), 60)
+                   if len(per_second[m:m + 60]) >= 30]
         return {"frames": len(self.frame_ms),
                 "median_fps": 1000.0 / statistics.median(intervals) if intervals else 0.0,
+                "mean_fps": (len(self._shown_s) - 1) / self._shown_s[-1] if whole else 0.0,
+                "min_fps_1s": float(per_second.min()) if len(per_second) else 0.0,
+                "p5_fps": float(np.percentile(per_second, 5)) if len(per_second) else 0.0,
+                "fps_per_minute": minutes,
                 "p95_frame_ms": intervals[int(0.95 * (len(intervals) - 1))] if intervals else 0.0,
                 "median_latency_ms": statistics.median(self.latency_ms) if self.latency_ms else 0.0,
                 "tempo_bpm": float(features.tempo_bpm) if features is not None else 0.0,
                 "bad_frames": self.show.generator.bad_frames,
+                "errors": self.errors,
                 "mode": self.show.navigator.mode_name,
                 "audio_s": self.audio_samples / self.source.rate if self.source is not None else 0.0,
                 "gen_size": size_text(self.show.gen_size),
+                "fps": self.fps,
                 "step_downs": [list(step) for step in self.step_downs],
+                "size_changes": self.size_changes,
+                "fps_changes": self.fps_changes,
                 "controls_dropped": self.bus.dropped}
+
+
+def _area(size):
+    """Pixels in a (W, H) size or a "WxH" text."""
+    width, height = (int(n) for n in size.split("x")) if isinstance(size, str) else size
+    return width * height
 
 
 def scaled_ladder(output_size):
@@ -863,13 +1113,14 @@ def default_model(device):
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
               silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="fp32",
-              compute="cpu", latency_ms=0.0):
+              compute="cpu", latency_ms=0.0, min_gen_size=(128, 72)):
     """The source, the Show and the step-down ladder of a live session: a track played (or
     followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
     this machine draws within the frame budget, measured now) or None (the model's own size).
     precision: "fp32" or "int8" (decode only; encode stays exact; ~41 dB from fp32). Returns
-    (source, show, ladder, threads): the ladder below the chosen size for stepping down, and the
-    ONNX Runtime threads measured faster at each size tried.
+    (source, show, ladder, measured): the ladder of sizes the show may step between (from
+    min_gen_size up), and what was measured at each size tried ({(W, H): the bench row, with
+    its "decode_ms" and the ONNX Runtime "threads" measured faster there}).
 
     Everything the user can get wrong is checked before the model loads and before any output
     opens: the output device (so `serve` says so before it prints its URL), the images."""
@@ -903,16 +1154,20 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
 
     compute = resolve_device(compute)
     model = load_model(model_path or default_model(compute))
-    ladder, threads = (), {}
+    ladder, measured = (), {}
     if gen_size == "auto":
         from .bench import pick_gen_size, runnable
 
+        if min_gen_size == "auto":
+            raise UserError("--min-gen-size auto: expected WIDTHxHEIGHT, e.g. 128x72")
         ladder = runnable(model, scaled_ladder(output_size))    # sizes this model's squeezes divide
-        gen_size, measured = pick_gen_size(model, fps, ladder=ladder, precision=precision, device=compute)
-        threads = {(row["width"], row["height"]): row["threads"] for row in measured}
+        floored = [size for size in ladder if _area(size) >= _area(min_gen_size)]
+        ladder = floored or ladder[-1:]                         # the floor, by area
+        gen_size, rows = pick_gen_size(model, fps, ladder=ladder, precision=precision, device=compute)
+        measured = {(row["width"], row["height"]): row for row in rows}
         log.info("generation size %s (auto: the largest this machine draws at %g fps; decode %s)",
                  size_text(gen_size), fps,
-                 ", ".join(f"{row['size']} {row['decode_ms']:.0f} ms" for row in measured))
+                 ", ".join(f"{row['size']} {row['decode_ms']:.0f} ms" for row in rows))
     elif gen_size is None:
         gen_size = (model.config.image_size,) * 2
     check_gen_fits_model(gen_size, model)
@@ -921,6 +1176,5 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     # Built before the source starts: the model's export takes a few seconds a track must not lose.
     show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size,
                 precision=precision, device=compute, latency_s=latency_ms / 1000.0,
-                threads=threads.get(tuple(gen_size)))
-    ladder = [size for size in ladder if size[0] * size[1] <= gen_size[0] * gen_size[1]]
-    return source, show, ladder, threads
+                threads=measured.get(tuple(gen_size), {}).get("threads"))
+    return source, show, ladder, measured

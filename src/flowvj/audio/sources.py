@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import UserError
 from .decode import ANALYSIS_RATE, decode, resample
 from .devices import find_device, load_sounddevice, quiet_stderr
 from .ringbuffer import RingBuffer

@@ -31,8 +31,11 @@ CONTROLS = {c.name: c for c in (
     Control("brightness", "f", 0.0, 1.0, help="the picture's brightness (1 = as drawn)"),
     Control("blackout", "i", 0, 1, help="1 fades to black, 0 fades back"),
     Control("freeze", "i", 0, 1, help="1 holds the picture, 0 lets it move again"),
+    Control("gen_size", "s", help="draw at this generation size (WxH, e.g. 192x108), built in the "
+                                  "background; with --gen-size auto the size policy adapts from there"),
     Control("midi_learn", "s", help="arm MIDI learn: the next CC or note moved is bound to this control "
-                                    "(a name, or name=value; \"\" disarms)"),
+                                    "(a name, or name=value for a button: mode=weighted, blackout=1; "
+                                    "\"\" disarms)"),
 )}
 
 

@@ -15,23 +15,29 @@ The mapping file (`--midi-map`), one `[[map]]` table per binding:
     note = 37
     control = "mode"
     value = "weighted"   # what a name control (mode, image_set, scene) is set to
+    [[map]]
+    note = 38
+    control = "blackout"
+    value = 1            # a button that sets a number or switch control to this value
 
 How a message drives each kind of control (CONTROLS' kind):
     float   CC value 0..127 (a note-on's velocity) scaled onto the control's low..high;
     switch  note-on = 1, note-off = 0; a CC is 1 from 64 up, 0 below (posted when it flips);
     action  (next_image, next_mode) fired by a note-on, or a CC rising through 64 (a button);
-    name    set to the binding's `value` like an action fires.
+    name    set to the binding's `value` like an action fires;
+    and a float or switch bound with a `value` is set to it like an action fires (a pad for
+    blackout = 1 and another for blackout = 0; a button for speed = 1).
 Program change N (the 1..128 a controller shows; 0..127 on the wire) posts ("scene", N), the
 int: the live loop recalls the scene at place N of the scenes file, as keys 1-9 do.
 
 MIDI learn: the control "midi_learn" with a control's name as its value (name=value for a name
-control; "" disarms) arms it: the live loop hands it to `MidiInput.handle`. Then the next CC or
-note-on that arrives is bound to that control (on its own channel, replacing any binding of the
-same CC or note) instead of being applied, and the whole mapping is written back to the file
-atomically. The rewrite keeps the bindings, not the comments of a hand-written file.
+control, or for a button that sets a number: "blackout=1"; "" disarms) arms it: the live loop
+hands it to `MidiInput.handle`. Then the next CC or note-on that arrives is bound to that control
+(on its own channel, in the place of any binding of the same CC or note) instead of being
+applied, and the file is rewritten atomically through tomlkit, which keeps what the user wrote:
+comments, blank lines and the order of the bindings; only the learned binding's table changes.
 """
 
-import json
 import logging
 import os
 import re
@@ -39,6 +45,8 @@ import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomlkit
 
 from ..atomic import atomic_path
 from ..errors import UserError
@@ -61,24 +69,42 @@ def default_map_path():
 @dataclass(frozen=True)
 class Binding:
     """One controller knob, fader or pad bound to one control. `kind` "cc" or "note", `number`
-    0..127, `channel` 1..16 or None (any), `value` what a name control is set to."""
+    0..127, `channel` 1..16 or None (any), `value` what the button sets the control to (a name
+    control's name; a number or switch's number) or None when the controller gives it."""
     kind: str
     number: int
     control: str
     channel: int = None
-    value: str = None
+    value: object = None
 
     def matches(self, kind, number, channel):
         return self.kind == kind and self.number == number and self.channel in (None, channel)
 
-    def toml(self):
-        lines = ["[[map]]", f"{self.kind} = {self.number}"]
-        if self.channel is not None:
-            lines.append(f"channel = {self.channel}")
-        lines.append(f"control = {json.dumps(self.control, ensure_ascii=False)}")   # JSON's escapes are TOML's
-        if self.value is not None:
-            lines.append(f"value = {json.dumps(self.value, ensure_ascii=False)}")
-        return "\n".join(lines)
+    def key(self):
+        """What one knob, fader or pad is: a binding learned for it replaces any with this key."""
+        return self.kind, self.number, self.channel
+
+    def table(self, old=None):
+        """This binding as a [[map]] table; given the table `old` of the same key, its keys'
+        order, comments and blank lines are kept and only control and value change."""
+        keys = {self.kind: self.number, "channel": self.channel, "control": self.control,
+                "value": self.value}
+        table = tomlkit.table()
+        for key, item in old.value.body if old is not None else []:
+            if key is None:
+                table.add(item)                         # a comment or a blank line
+            elif key.key == "control":
+                table.add(key, self.control)
+                if self.value is not None:
+                    table.add("value", self.value)
+            elif key.key != "value":
+                table.add(key, item)
+        for key, value in keys.items():
+            if key not in table and value is not None:
+                table.add(key, value)
+        # the old header's own comment and spacing; a blank line before a new table
+        vars(table.trivia).update(vars(old.trivia) if old is not None else {"indent": "\n"})
+        return table
 
     def text(self):
         where = f"{'CC' if self.kind == 'cc' else 'note'} {self.number}"
@@ -99,18 +125,20 @@ def binding_from(entry):
     kind, number, channel = kinds[0], entry[kinds[0]], entry.get("channel")
     if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 127:
         raise ValueError(f"{kind} expects a number 0..127, got {number!r}")
-    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 16):
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
+                                or not 1 <= channel <= 16):
         raise ValueError(f"channel expects 1..16, got {channel!r}")
     name = entry.get("control")
     if name not in CONTROLS:
         raise ValueError(f"unknown control {name!r}; expected one of {', '.join(CONTROLS)}")
     value = entry.get("value")
-    if CONTROLS[name].kind == "s":
-        if value is None:
-            raise ValueError(f"{name} needs value = \"...\" (what the button sets it to)")
-        check_value(name, value)
-    elif value is not None:
-        raise ValueError(f"{name} takes no value (the controller gives it)")
+    kind_of = CONTROLS[name].kind
+    if kind_of == "s" and value is None:
+        raise ValueError(f"{name} needs value = \"...\" (what the button sets it to)")
+    if kind_of == "" and value is not None:
+        raise ValueError(f"{name} takes no value (it is an action)")
+    if value is not None:
+        value = check_value(name, value)
     return Binding(kind, number, name, channel, value)
 
 
@@ -124,7 +152,8 @@ def load_mapping(path, flag="--midi-map"):
         text = path.read_text(encoding="utf-8")
         table = tomllib.loads(text)
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{flag} {path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
+        reason = getattr(error, "strerror", None) or error
+        raise UserError(f"{flag} {path}: cannot read it ({reason})") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{flag} {path}: not valid TOML: {error}") from None
     unknown = set(table) - {"map"}
@@ -144,12 +173,53 @@ def load_mapping(path, flag="--midi-map"):
     return bindings
 
 
+HEADER = ("flowvj MIDI mapping (flowvj play --midi-map): one [[map]] per binding; MIDI learn",
+          "adds to it, keeping your comments and order.")
+
+
 def save_mapping(path, bindings):
-    """Write the bindings as a mapping file, atomically: a crash never leaves half a file."""
-    text = ("# flowvj MIDI mapping (flowvj play --midi-map): one [[map]] per binding; MIDI learn\n"
-            "# rewrites this file.\n\n" + "\n\n".join(b.toml() for b in bindings) + "\n")
+    """Make the file at `path` hold `bindings`, in their order, atomically (a crash never leaves
+    half a file). What the user wrote stays: a table whose binding is kept is left as it is, one
+    whose knob was learned again is rewritten in place, new ones go at the end. A file that is no
+    longer valid TOML (edited during the show) is left alone: ValueError."""
+    path = Path(path)
+    if path.exists():
+        try:
+            document = tomlkit.parse(path.read_text(encoding="utf-8"))
+        except tomlkit.exceptions.ParseError as error:
+            raise ValueError(f"{path} is not valid TOML now ({error}); not overwritten") from None
+    else:
+        document = tomlkit.document()
+        for line in HEADER:
+            document.add(tomlkit.comment(line))
+    tables = document.get("map")
+    if not isinstance(tables, tomlkit.items.AoT):       # none yet, or written as an inline array
+        tables = document["map"] = tomlkit.aot()
+    _sync(tables, bindings)
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
+
+
+def _sync(tables, bindings):
+    """Edit the array of [[map]] tables in place until it holds `bindings` (see save_mapping)."""
+    wanted, dropped = list(bindings), []
+    for index, table in enumerate(list(tables)):
+        try:
+            have = binding_from(table.unwrap())
+        except ValueError:
+            have = None
+        same_knob = [b for b in wanted if have is not None and b.key() == have.key()]
+        if have in wanted:
+            wanted.remove(have)
+        elif same_knob:                                 # learned again: in the old one's place
+            tables[index] = same_knob[0].table(old=table)
+            wanted.remove(same_knob[0])
+        else:
+            dropped.append(index)
+    for index in reversed(dropped):                     # from the end, so the others keep their index
+        del tables[index]
+    for binding in wanted:
+        tables.append(binding.table())
 
 
 def _scaled(control, value_0_127):
@@ -165,10 +235,12 @@ class Mapping:
         self._last_cc = {}      # (channel, number) -> last value
 
     def add(self, binding):
-        """Bind, replacing any binding of the same CC or note on the same channel."""
-        self.bindings = [b for b in self.bindings
-                         if (b.kind, b.number, b.channel) != (binding.kind, binding.number, binding.channel)]
-        self.bindings.append(binding)
+        """Bind, in the place of the first binding of the same CC or note on the same channel (the
+        others go), or last: the order save_mapping keeps in the file."""
+        same = [i for i, b in enumerate(self.bindings) if b.key() == binding.key()]
+        place = same[0] if same else len(self.bindings)
+        kept = [b for i, b in enumerate(self.bindings) if i not in same]
+        self.bindings = kept[:place] + [binding] + kept[place:]
 
     def controls(self, message):
         """The (name, value) changes one mido message asks for, in binding order."""
@@ -200,29 +272,25 @@ class Mapping:
 
 
 def _cc_change(control, binding, value, previous):
+    on, was_on = value >= 64, previous >= 64
+    if control.kind == "" or binding.value is not None:     # a button: on its press, an action or a set
+        return (control.name, binding.value) if on and not was_on else None
     if control.kind == "f":
         return control.name, _scaled(control, value)
-    on, was_on = value >= 64, previous >= 64
-    if control.kind == "i":
-        return (control.name, int(on)) if on != was_on else None
-    if on and not was_on:                       # a button's press: an action, or a name set
-        return control.name, binding.value
-    return None
+    return (control.name, int(on)) if on != was_on else None
 
 
 def _note_change(control, binding, pressed, velocity):
+    if control.kind == "" or binding.value is not None:
+        return (control.name, binding.value) if pressed else None
     if control.kind == "i":
         return control.name, int(pressed)
-    if not pressed:
-        return None
-    if control.kind == "f":
-        return control.name, _scaled(control, velocity)
-    return control.name, binding.value
+    return (control.name, _scaled(control, velocity)) if pressed else None
 
 
 def learn_target(value):
-    """midi_learn's value -> (control, value for a name control) or None to disarm;
-    ValueError saying what was expected."""
+    """midi_learn's value, "name" or "name=value" -> (control, the value its button sets, or None
+    when the controller gives it) or None to disarm; ValueError saying what was expected."""
     text = "" if value is None else str(value).strip()
     if not text:
         return None
@@ -230,13 +298,17 @@ def learn_target(value):
     name, setting = name.strip(), setting.strip() or None
     if name not in CONTROLS:
         raise ValueError(f"unknown control {name!r}; expected one of {', '.join(CONTROLS)}")
-    if CONTROLS[name].kind == "s":
-        if setting is None:
-            raise ValueError(f"{name} is learned with its value: {name}=...")
-        check_value(name, setting)
-    elif setting is not None:
-        raise ValueError(f"{name} takes no value (the controller gives it)")
-    return name, setting
+    kind = CONTROLS[name].kind
+    if kind == "s" and setting is None:
+        raise ValueError(f"{name} is learned with its value: {name}=...")
+    if kind == "" and setting is not None:
+        raise ValueError(f"{name} takes no value (it is an action)")
+    if setting is not None and kind in ("f", "i"):
+        try:
+            setting = float(setting)
+        except ValueError:
+            pass                # check_value names what was expected
+    return name, None if setting is None else check_value(name, setting)
 
 
 # -- the input ---------------------------------------------------------------------------------
@@ -274,7 +346,8 @@ class MidiInput:
             self._armed = target
         if target is None:
             return "MIDI learn off"
-        return f"MIDI learn: move a control for {target[0]}" + (f" = {target[1]}" if target[1] else "")
+        setting = f" = {target[1]}" if target[1] is not None else ""
+        return f"MIDI learn: move a control for {target[0]}{setting}"
 
     def _receive(self, message, arrival_s):
         """The port's thread: post, never wait on a file."""
@@ -311,9 +384,9 @@ class MidiInput:
                 bindings, learned = list(self.mapping.bindings), self.learned
             try:
                 save_mapping(self.map_path, bindings)
-            except OSError as error:    # a read-only folder: the binding holds until the show ends
-                log.warning("MIDI learn: %s (not saved to %s: %s)", learned.text(), self.map_path,
-                            error.strerror or error)
+            except (OSError, ValueError) as error:  # a read-only folder, a file broken by hand: the
+                log.warning("MIDI learn: %s (not saved to %s: %s)",  # binding holds until the end
+                            learned.text(), self.map_path, getattr(error, "strerror", None) or error)
                 return
             self.saves += 1
         log.info("MIDI learn: %s (saved to %s)", learned.text(), self.map_path)

@@ -199,17 +199,18 @@ def _relative(path, folder):
         return Path(path).as_posix()
 
 
-def save_scene(path, scene):
-    """Add `scene` to the scenes file at `path` (or replace the scene of that name), atomically;
-    a new file if there is none. Returns the scenes as the file now holds them."""
+def save_scene(path, scene, *more):
+    """Add `scene` (and `more`) to the scenes file at `path` (or replace the scenes of those
+    names), atomically; a new file if there is none. Returns the scenes as the file now holds them."""
     from ..atomic import atomic_path
 
     path = Path(path)
     scenes = load_scenes(path)   # a file broken since the start is refused, never overwritten
-    old_text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    scenes[scene.name] = scene
+    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
     folder = path.resolve().parent
-    text = _edited(old_text, scene, folder)
+    for each in (scene, *more):
+        scenes[each.name] = each
+        text = _edited(text, each, folder) if text is not None else None
     try:
         if text is None or _parsed(text, path) != scenes:
             text = HEADER + "".join("\n" + scene_toml(s, folder) for s in scenes.values())
@@ -218,6 +219,12 @@ def save_scene(path, scene):
     except OSError as error:
         raise UserError(f"{path}: cannot save scene {scene.name!r} ({error.strerror or error})") from None
     return scenes
+
+
+def save_scenes(path, scenes):
+    """Save several scenes with one write: the live show's writer coalesces the saves that
+    arrive while it writes (a page saving 20 scenes a second must not mean 20 rewrites)."""
+    return save_scene(path, *scenes)
 
 
 def _edited(text, scene, folder):
