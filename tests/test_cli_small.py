@@ -45,3 +45,21 @@ def test_a_scenes_file_not_there_yet_is_said_in_one_line_and_the_show_runs(subpr
     said = [line for line in result.stdout.splitlines() if str(scenes) in line]
     assert said == [f"--scenes {scenes}: not found; will be created on save"], result.stdout
     assert not scenes.exists()          # only a save makes it
+
+
+def test_loop_repeats_a_silent_track_until_the_duration_and_needs_silent(subprocess_env, tmp_path):
+    import json
+
+    from flowvj.audio.synth import synth_track, write_track
+
+    track, stats = tmp_path / "t.wav", tmp_path / "s.json"
+    write_track(track, synth_track(bpm=128, duration_s=2.0, seed=1))
+    result = subprocess.run([str(FLOWVJ), "play", track, "--silent", "--loop", "--duration", "5", "--gen-size",
+                             "64x36", "--stats", stats], env=dict(subprocess_env, SDL_VIDEODRIVER="dummy"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(stats.read_text())["audio_s"] > 3.0     # more than the 2 s track: it wrapped
+    refused = subprocess.run([str(FLOWVJ), "play", track, "--loop"], env=subprocess_env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "--loop" in refused.stderr and "--silent" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

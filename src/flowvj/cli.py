@@ -166,7 +166,7 @@ def _live(args, outputs_for):
                                      silent=getattr(args, "silent", False), gen_size=args.gen_size,
                                      fps=args.fps, output_size=output_size, precision=args.precision,
                                      compute=args.compute, latency_ms=args.latency_ms,
-                                     min_gen_size=args.min_gen_size)
+                                     min_gen_size=args.min_gen_size, loop=getattr(args, "loop", False))
     outputs, recorders = osc_outputs + ndi_outputs + midi_outputs, []
     try:        # every way out from here closes what was opened (threads, sockets, files)
         print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
@@ -556,6 +556,8 @@ def build_parser():
         if name in ("play", "serve"):
             p.add_argument("track", nargs="?", help="audio file (default: the synthesised demo track)")
             p.add_argument("--silent", action="store_true", help="follow the track by the clock, play no sound")
+            p.add_argument("--loop", action="store_true", help="with --silent, repeat the track until the show is "
+                                                               "ended (an installation, a soak test)")
         p.add_argument("--device", help="sound device: index or part of its name, see flowvj devices "
                                         "(default: the system's default)")
         _show_options(p, "hires, where bundled; lite on a CUDA GPU")

@@ -543,6 +543,8 @@ class LiveLoop:
                 if value not in self.image_sets:
                     offered = ", ".join(map(str, self.image_sets)) or "none (see --image-sets)"
                     return f"no image set {value!r}; offered: {offered}"
+                if value == self.image_set and self._wanted_set is None:
+                    return None         # already showing: encoding it again would only cost time
                 self._want_image_set(value)
                 return f"image set: {value} (loading)"
             if action == "gen_size":
@@ -1113,7 +1115,7 @@ def default_model(device):
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
               silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="fp32",
-              compute="cpu", latency_ms=0.0, min_gen_size=(128, 72)):
+              compute="cpu", latency_ms=0.0, min_gen_size=(128, 72), loop=False):
     """The source, the Show and the step-down ladder of a live session: a track played (or
     followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
     this machine draws within the frame budget, measured now) or None (the model's own size).
@@ -1130,6 +1132,8 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     from .audio.sources import DeviceSource, FileSource, Playback, SilentPlayback
     from .flow import load_model
 
+    if loop and not (silent and track is not None):
+        raise UserError("--loop repeats a track followed with --silent; add --silent")
     if not 0 <= latency_ms <= 2000:
         raise UserError(f"--latency-ms {latency_ms:g}: expected 0..2000 ms (the display's and the sound "
                         "device's delay)")
@@ -1144,7 +1148,7 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
                     raise UserError("no sound output device found to play the track on; add --silent "
                                     "to follow it without sound (or see flowvj devices)") from None
                 raise UserError(f"{error}; or add --silent to follow the track without sound") from None
-        source = SilentPlayback(file_source) if silent else Playback(file_source, device=device)
+        source = SilentPlayback(file_source, loop=loop) if silent else Playback(file_source, device=device)
     else:
         find_device(device, "input")
         source = DeviceSource(device)
