@@ -278,7 +278,8 @@ def test_midi_learn_binds_the_next_cc_and_saves_the_mapping_atomically(controlle
         controller.send(cc(21, 32, channel=3))
         assert wait_for(lambda: midi.posted == 1)        # in order: channel 4's came first
         events = bus.drain()
-    assert [(e.name, e.value) for e in events] == [("sensitivity", pytest.approx(32 / 127 * 4.0))]
+    assert [(e.name, e.value) for e in events] == [("midi_learned", "CC 21 ch 3 -> sensitivity"),
+                                                   ("sensitivity", pytest.approx(32 / 127 * 4.0))]
     saved = load_mapping(mapping_file)
     assert saved[-1] == Binding("cc", 21, "sensitivity", 3) and saved[:-1] == before
     assert [p.name for p in mapping_file.parent.iterdir()] == [mapping_file.name]     # no temporary left
@@ -306,7 +307,8 @@ def test_midi_learn_of_blackout_1_makes_a_pad_that_blacks_out_and_keeps_the_comm
         controller.send(cc(7, 127))                          # the hand-written fader still works
         assert wait_for(lambda: midi.posted == 2)
         events = bus.drain()
-    assert [(e.name, e.value, e.source) for e in events] == [("blackout", 1, "midi"), ("speed", 4.0, "midi")]
+    assert [(e.name, e.value, e.source) for e in events] == [
+        ("midi_learned", "note 40 ch 5 -> blackout = 1", "midi"), ("blackout", 1, "midi"), ("speed", 4.0, "midi")]
     learned = '\n[[map]]\nnote = 40\nchannel = 5\ncontrol = "blackout"\nvalue = 1\n'
     assert path.read_text() == HAND_WRITTEN + learned          # comments and order kept, the pad added
 

@@ -158,7 +158,8 @@ def test_urls_name_the_machine_with_the_token_when_bound_beyond_loopback(lan_web
     assert lan_web.token and len(lan_web.token) >= 16
     assert lan_web.urls and lan_web.url == lan_web.urls[0]
     for url in lan_web.urls:
-        assert "0.0.0.0" not in url and url.endswith(f":{lan_web.port}/?token={lan_web.token}")
+        # in the fragment: a browser never sends it (not in a request line, not in a Referer)
+        assert "0.0.0.0" not in url and url.endswith(f":{lan_web.port}/#token={lan_web.token}")
 
 
 def test_a_page_on_another_machine_opens_the_printed_url_and_gets_jpeg_frames(lan_web):
@@ -168,10 +169,11 @@ def test_a_page_on_another_machine_opens_the_printed_url_and_gets_jpeg_frames(la
     lan_web.show(np.zeros((144, 256, 3), np.uint8), {})
 
     async def first_frame():
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with aiohttp.ClientSession() as browser:
             status, _, _ = await get(lan_web.url, session=browser)
-            origin = lan_web.url.split("/?")[0]
-            async with browser.ws_connect(f"{origin}/ws", origin=origin) as ws:  # the cookie, no query
+            origin = lan_web.url.split("/#")[0]
+            # as view.js does: the token from the fragment, on the WebSocket's URL
+            async with browser.ws_connect(f"{origin}/ws?token={lan_web.token}", origin=origin) as ws:
                 while (message := await ws.receive(timeout=10)).type != aiohttp.WSMsgType.BINARY:
                     pass
                 return status, message.data
@@ -184,31 +186,32 @@ def test_loopback_urls_carry_no_token(web):
     assert web.token is None and web.urls == [f"http://127.0.0.1:{web.port}/"]
 
 
-@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("token", [None, "", "wrong"])
-def test_without_the_token_every_route_is_refused(lan_web, route, token):
+def test_without_the_token_the_websocket_is_refused(lan_web, token):
     query = "" if token is None else f"?token={token}"
-    status, text, _ = run(get(f"http://127.0.0.1:{lan_web.port}{route}{query}"))
-    assert status == 403 and "token" in text
+    status, text, _ = run(get(f"http://127.0.0.1:{lan_web.port}/ws{query}"))
+    assert status == 403 and "#token=" in text
+    assert run(handshake_status(f"http://127.0.0.1:{lan_web.port}/ws{query}")) == 403
 
 
-def test_with_the_token_the_page_its_files_and_its_websocket_are_served(lan_web):
+def test_the_page_and_its_files_are_served_without_the_token_and_set_no_cookie(lan_web):
+    # the token arrives in the fragment, which the browser keeps to itself: the page must load
+    # without it; and no cookie, which every other port of this host would be sent (access.py)
     base = f"http://127.0.0.1:{lan_web.port}"
 
     async def visit():
-        # a browser's jar: cookies for an IP address host too (aiohttp's default jar refuses them)
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-            page = await get(f"{base}/?token={lan_web.token}", session=browser)
-            script = await get(f"{base}/static/view.js", session=browser)  # the cookie, no query
-            state = await first_state(f"{base}/ws", session=browser)
-        by_query = await first_state(f"{base}/ws?token={lan_web.token}")  # view.js passes it on
-        return page, script, state, by_query
+        async with aiohttp.ClientSession() as browser:
+            async with browser.get(f"{base}/") as page, browser.get(f"{base}/static/view.js") as script:
+                return page.status, "Set-Cookie" in page.headers, script.status, await script.text()
 
-    (page_status, _, cookies), (script_status, script, _), state, by_query = run(visit())
+    page_status, page_cookie, script_status, script = run(visit())
     assert page_status == 200 and script_status == 200 and "flowvjFrames" in script
-    cookie = cookies[f"flowvj_token_{lan_web.port}"]
-    assert cookie.value == lan_web.token and cookie["httponly"] and cookie["samesite"] == "Strict"
-    assert state["type"] == "state" and by_query["type"] == "state"
+    assert not page_cookie
+
+
+def test_with_the_token_on_its_url_the_websocket_is_served(lan_web):
+    state = run(first_state(f"http://127.0.0.1:{lan_web.port}/ws?token={lan_web.token}"))
+    assert state["type"] == "state"
 
 
 def test_the_token_does_not_excuse_a_foreign_origin(lan_web):

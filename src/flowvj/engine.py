@@ -501,6 +501,8 @@ class LiveLoop:
             values["temperature"] = self.temperature
         if self.image_set is not None:
             values["image_set"] = self.image_set
+        learners = [o for o in self.outputs if getattr(o, "handles", lambda name: False)("midi_learn")]
+        values["midi_learn"] = getattr(learners[0], "armed", "") if learners else ""   # "": not armed
         return values
 
     def _apply(self, action, value=None, source=""):
@@ -554,6 +556,8 @@ class LiveLoop:
             handler = next((o for o in self.outputs if getattr(o, "handles", lambda name: False)(action)), None)
             if handler is not None:     # a control of a listener's own (MIDI learn's "midi_learn")
                 return handler.handle(action, value)
+            if action == "midi_learn":  # no listener takes it: say why, on the page and the window
+                return "MIDI learn needs a MIDI controller: start the show with --midi-in NAME"
             if action not in self.SILENT_ACTIONS:
                 log.info("live: ignored control %r = %r", action, value)
         except (UserError, TypeError, ValueError) as error:

@@ -56,6 +56,7 @@ from .midi_ports import MidiPort
 log = logging.getLogger(__name__)
 
 LEARN = "midi_learn"    # the bus control that arms MIDI learn
+LEARNED = "midi_learned"    # posted when a binding was learned: the loop announces it
 
 
 def default_map_path():
@@ -332,11 +333,23 @@ class MidiInput:
         self._port = MidiPort(port, self._receive, flag)
         self.name = self._port.name
 
+    @property
+    def armed(self):
+        """What MIDI learn is armed for ("name" or "name=value"), "" when not: the page shows it."""
+        with self._lock:
+            target = self._armed
+        if target is None:
+            return ""
+        return target[0] if target[1] is None else f"{target[0]}={target[1]}"
+
     def handles(self, name):
-        return name == LEARN
+        return name in (LEARN, LEARNED)
 
     def handle(self, name, value):
-        """Arm (or with "" disarm) MIDI learn; the caption, or None when refused (logged)."""
+        """Arm (or with "" disarm) MIDI learn; the caption, or None when refused (logged). LEARNED
+        (posted by _receive) announces a binding just learned: the pages then show learn is over."""
+        if name == LEARNED:
+            return f"MIDI learn: {value}"
         try:
             target = learn_target(value)
         except ValueError as error:
@@ -353,6 +366,7 @@ class MidiInput:
         """The port's thread: post, never wait on a file."""
         self.received += 1
         if self._learn(message):
+            self.bus.post(LEARNED, self.learned.text(), source="midi")
             threading.Thread(target=self._save, name="flowvj-midi-learn", daemon=True).start()
             return
         with self._lock:

@@ -1,7 +1,8 @@
-"""Who may reach the browser view: the Host, Origin and token checks, and the machine's own
-addresses (which Host names are ours, and the URLs to print when bound beyond loopback).
+"""Who may reach the browser view: the Host, Origin and token checks, the headers every response
+carries, and the machine's own addresses (which Host names are ours, and the URLs to print when
+bound beyond loopback).
 
-Why each check (server.py applies them to every route: page, static files, WebSocket):
+Why each check (server.py applies Host and Origin to every route, the token to the WebSocket):
   - Host: a site the VJ's browser visits can point its own name at 127.0.0.1 (DNS rebinding) and
     then be "same-origin" with us; its requests still say `Host: evil.example`, so a Host that is
     not one of our names is refused.
@@ -9,15 +10,30 @@ Why each check (server.py applies them to every route: page, static files, WebSo
     WebSocket is not bound by the same-origin policy, so any page could otherwise drive the show.
     Only the page's own origin (http:// + the Host it was loaded from) passes.
   - token: bound beyond loopback, anyone on the network can reach the port; the random token in
-    the printed URL is the one thing a stranger on the LAN does not have.
+    the printed URL is the one thing a stranger on the LAN does not have. It guards the WebSocket
+    only (the page and its script are the same for everyone; the controls are on the socket), and
+    it travels in the URL's fragment (`/#token=...`), which a browser never sends: not in a request
+    line, not in a Referer. The page reads it, clears it from the address bar and passes it on
+    `/ws?token=...`. No cookie: a cookie has no port, so it would reach every other service on the
+    same host. Logged request details have it blanked (`redact`).
+  - HEADERS, on every response: no other page may frame ours (an invisible frame on another local
+    page turned one click into a control change) or make the browser guess a file's type.
 """
 
 import ipaddress
+import re
 import secrets
 import socket
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARDS = ("", "0.0.0.0", "::")  # bound to every interface (of one or both families)
+HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",            # the same, for browsers without frame-ancestors
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+TOKEN_IN_TEXT = re.compile(r"(token=)[\w%.~-]+", re.IGNORECASE)  # ours is URL-safe base64
 
 
 def is_loopback(host):
@@ -38,6 +54,11 @@ def new_token():
 def token_matches(given, token):
     """Constant-time comparison, so the token cannot be guessed a character at a time."""
     return secrets.compare_digest((given or "").encode(), token.encode())
+
+
+def redact(text):
+    """`text` (a request line, an error message) with any token=... value blanked, for the log."""
+    return TOKEN_IN_TEXT.sub(r"\1...", text)
 
 
 def host_and_port(value, default_port=80):

@@ -25,12 +25,14 @@ prefer `pending_controls()`). `update_controls` (any thread) changes the values 
 pages show; every page then gets the new state.
 
 Access (access.py says why): every route (page, static files, WebSocket) needs a Host that names
-this server and, when an Origin is sent, the page's own origin; bound beyond loopback it also needs
-the random token of `urls` (?token=... on the page, which sets a cookie its files and WebSocket
-carry). Otherwise: 403 with a one-line reason. Limits (limits.py): a page that sends a message
-over MAX_MESSAGE_BYTES is dropped (close 1009), one over MESSAGES_PER_S sustained too (close 1008);
-the show goes on. Bad messages are logged once, then summed up in at most one line per
-BAD_LOG_INTERVAL_S.
+this server and, when an Origin is sent, the page's own origin; bound beyond loopback the WebSocket
+also needs the random token of `urls` (/#token=... in the page's URL, which the page passes on as
+/ws?token=...). Otherwise: 403 with a one-line reason. Every response carries access.HEADERS (no
+framing, no type sniffing). Limits (limits.py): a page that sends a message over MAX_MESSAGE_BYTES
+is dropped (close 1009), one over MESSAGES_PER_S sustained too (close 1008); the show goes on.
+Connections: at most MAX_CONNECTIONS_PER_ADDRESS open from one address, each closed after
+IDLE_TIMEOUT_S without a whole request. Bad messages, refused requests and connections, and
+aiohttp's own errors are logged once, then summed up in at most one line per BAD_LOG_INTERVAL_S.
 
 Protocol (one WebSocket at GET /ws; the page is GET /):
   server -> page, binary: a frame, header uint16 LE width, uint16 LE height, uint8 encoding, then
@@ -48,7 +50,10 @@ Protocol (one WebSocket at GET /ws; the page is GET /):
       MODES; anything else is ignored (and counted in the log). With `scenes` (a list, the
       --scenes file's names): "scene" (one of them) and "save_scene" (a new or existing name,
       1..SCENE_NAME_MAX printable characters); the state then carries "scenes", and a scene the
-      engine saved joins the list (control_applied).
+      engine saved joins the list (control_applied). Also blackout and freeze (0 or 1, the state
+      asked for), next_image and next_mode (value null, each applied once), brightness (0..1),
+      midi_learn (a control's name or name=value, "" disarms; the state's "midi_learn" is what
+      the show says is armed, null until it has said).
 Outputs never import the model or the navigator: the mode names are repeated here.
 """
 
@@ -68,9 +73,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from PIL import Image
 
 from ...errors import UserError
-from .access import host_and_port, is_loopback, new_token, origin_host, own_addresses, own_names, \
-    token_matches, url_host
-from .limits import MAX_MESSAGE_BYTES, MESSAGES_PER_S, Client, Tally
+from .access import HEADERS, host_and_port, is_loopback, new_token, origin_host, own_addresses, own_names, \
+    redact, token_matches, url_host
+from .limits import IDLE_TIMEOUT_S, MAX_MESSAGE_BYTES, MESSAGES_PER_S, Client, Gate, ServerLogs, Tally, \
+    raise_open_files
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +86,11 @@ CONTROL_RANGES = {  # numeric controls: (min, max), inclusive; the page's slider
     "temperature": (0.01, 2.0),
     "speed": (0.0, 4.0),
     "sensitivity": (0.0, 4.0),
+    "brightness": (0.0, 1.0),
 }
+SWITCHES = ("blackout", "freeze")  # 0 or 1: the page sends the state it wants, never a toggle
+ACTIONS = ("next_image", "next_mode")  # no value (null): each one received is applied once
+LEARN = "midi_learn"  # a control's name (or name=value; "" disarms), checked by the MIDI listener
 METERS_INTERVAL_S = 0.1  # meters to each client at most ~10 times a second
 START_TIMEOUT_S = 10.0
 FRAME_POLL_S = 0.002  # how often the server thread looks for a newer frame while a page is open
@@ -128,9 +138,10 @@ class WebOutput:
         self._state_seq = 0     # bumped when a control changes: every page gets the state
         self._pending = []      # (name, value) accepted from pages, drained by pending_controls()
         self._wake_scheduled = False
-        self._loop = self._thread = self._runner = self._poller = None
+        self._loop = self._thread = self._runner = self._poller = self._listener = self._gate = None
         self._clients = {}      # ws -> Client
         self._refused = Tally("refused", "a request", "requests")
+        self._server_logs = ServerLogs()  # aiohttp's own log lines and the loop's errors, summed up
         self.frames_sent = 0    # frame messages written to sockets, all clients together
 
     # -- the engine's side (any thread) -------------------------------------------------------
@@ -138,12 +149,12 @@ class WebOutput:
     @property
     def urls(self):
         """Where to open the page: http://127.0.0.1:PORT/ on loopback; bound beyond it, the
-        machine's LAN address(es) with ?token=... (the actual port once started with port 0)."""
+        machine's LAN address(es) with #token=... (the actual port once started with port 0)."""
         if self.token is None:
             return [f"http://{url_host(self.host)}:{self.port}/"]
         if self._addresses is None:
             self._addresses = own_addresses(self.host)
-        return [f"http://{url_host(address)}:{self.port}/?token={self.token}"
+        return [f"http://{url_host(address)}:{self.port}/#token={self.token}"
                 for address in self._addresses or ["127.0.0.1"]]
 
     @property
@@ -228,8 +239,11 @@ class WebOutput:
         if self._thread is not None:
             return self
         self._names = own_names(self.host)
+        raise_open_files()  # before the first connection: slow clients must not starve the show of fds
+        self._server_logs.install()
         self._wake_scheduled = False
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._server_logs.loop_error)  # accept() on EMFILE, etc.
         self._thread = threading.Thread(target=self._loop.run_forever, name="flowvj-web", daemon=True)
         self._thread.start()
         try:
@@ -264,6 +278,7 @@ class WebOutput:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(START_TIMEOUT_S)
         loop.close()
+        self._server_logs.uninstall()
         self._thread = self._runner = self._poller = None
 
     def __enter__(self):
@@ -279,35 +294,35 @@ class WebOutput:
         async def guard(request, handler):
             reason = self._refusal(request)
             if reason is not None:
-                self._refused.add(f"{request.remote} {request.method} {request.path_qs[:80]}: {reason}")
+                line = redact(request.path_qs)[:80]
+                self._refused.add(f"{request.remote} {request.method} {line}: {reason}")
                 return web.Response(status=403, text=f"flowvj: refused: {reason}\n")
-            response = await handler(request)
-            if (self.token is not None and request.path == "/"
-                    and token_matches(request.query.get("token"), self.token)):
-                # the page's own files and WebSocket then carry the token without it in their URLs
-                response.set_cookie(self._cookie, self.token, path="/", httponly=True, samesite="Strict")
-            return response
+            return await handler(request)
+
+        async def secure(request, response):  # every response the app prepares: 403s, 404s, files, /ws
+            response.headers.update(HEADERS)
 
         app = web.Application(middlewares=[guard])
+        app.on_response_prepare.append(secure)
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/static/", STATIC)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout: aiohttp's default keeps an idle connection an hour, and the same timer is
+        # its only bound on a connection that never completes its request's headers (limits.py)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=IDLE_TIMEOUT_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
+        try:  # a listener of our own, not aiohttp's TCPSite: the Gate counts connections per address
+            self._gate = Gate(self._runner.server)
+            self._listener = await asyncio.get_running_loop().create_server(
+                self._gate, self.host, self.port, reuse_address=True)
         except OSError:
             await self._runner.cleanup()
             self._runner = None
             raise
         if self.port == 0:
-            self.port = self._runner.addresses[0][1]  # the port the system picked
+            self.port = self._listener.sockets[0].getsockname()[1]  # the port the system picked
         self._poller = asyncio.get_running_loop().create_task(self._poll_frames())
-
-    @property
-    def _cookie(self):
-        return f"flowvj_token_{self.port}"  # per port: two shows on one machine keep their own
 
     def _refusal(self, request):
         """Why this request is refused (one line), or None: see access.py for each check."""
@@ -322,9 +337,9 @@ class WebOutput:
         # anyway; beyond loopback it still needs the token below.
         if origin is not None and origin_host(origin) != host:
             return f"Origin {origin!r} is not this page's own (http://{host_header})"
-        if self.token is not None and not (token_matches(request.query.get("token"), self.token)
-                                           or token_matches(request.cookies.get(self._cookie), self.token)):
-            return "this show is open to the network: open the URL with ?token=... that flowvj printed"
+        if (self.token is not None and request.path == "/ws"  # the controls; the page is no secret
+                and not token_matches(request.query.get("token"), self.token)):
+            return "this show is open to the network: open the URL with #token=... that flowvj printed"
         return None
 
     async def _poll_frames(self):
@@ -342,17 +357,15 @@ class WebOutput:
     async def _shutdown(self):
         if self._poller is not None:
             self._poller.cancel()
+        self._listener.close()
         for ws in list(self._clients):
             await ws.close()
         await self._runner.cleanup()
         self._refused.flush()
+        self._gate.refused.flush()
 
     async def _index(self, request):
-        return web.FileResponse(STATIC / "index.html", headers={
-            "Cache-Control": "no-cache",
-            "Referrer-Policy": "no-referrer",                     # the token stays in this URL
-            "Content-Security-Policy": "frame-ancestors 'none'",  # no other site frames the controls
-        })
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     def _wake_clients(self):
         with self._lock:
@@ -382,7 +395,10 @@ class WebOutput:
                     self._drop(client, f"more than {MESSAGES_PER_S} messages/s")
                     break
                 if message.type == WSMsgType.TEXT:
-                    self._receive(client, message.data)
+                    try:
+                        self._receive(client, message.data)
+                    except Exception as error:  # noqa: BLE001 - one bad message must not end the page
+                        client.bad.add(f"{message.data[:120]!r}: {type(error).__name__}: {error}")
                 else:
                     client.bad.add("a binary message")
         finally:
@@ -441,13 +457,17 @@ class WebOutput:
     def _receive(self, client, text):
         try:
             name, value = self._validate(json.loads(text))
-        except (ValueError, TypeError, KeyError, RecursionError) as error:  # [[[[... nests too deep
+        except (ValueError, TypeError, KeyError, RecursionError,  # [[[[... nests too deep
+                OverflowError) as error:                           # an int of 400 digits
             client.bad.add(f"{text[:120]!r}: {error}")
             return
         with self._lock:
             self._pending.append((name, value))
-            self.controls[name] = value
-            self._state_seq += 1  # every page shows the new value (sent by each page's send loop)
+            if name == LEARN:  # unknown until the show says what is armed (update_controls)
+                self.controls[name] = None
+            elif name not in ACTIONS:  # an action has no value to show
+                self.controls[name] = value
+                self._state_seq += 1  # every page shows the new value (sent by each page's send loop)
         if self.on_control is not None:
             try:
                 self.on_control(name, value)
@@ -475,6 +495,18 @@ class WebOutput:
                     and value.isprintable()):
                 raise ValueError(f"{name} must be a name of 1..{SCENE_NAME_MAX} printable characters")
             return name, value if name == "scene" else value.strip()
+        if name in ACTIONS:
+            if value is not None:
+                raise ValueError(f"{name} takes no value (null)")
+            return name, None
+        if name in SWITCHES:
+            if type(value) is not int or value not in (0, 1):
+                raise ValueError(f"{name} must be 0 or 1")
+            return name, value
+        if name == LEARN:  # the MIDI listener checks the name (or says why there is none)
+            if not (isinstance(value, str) and len(value) <= SCENE_NAME_MAX and value.isprintable()):
+                raise ValueError(f"{name} must be a control's name (or name=value, or \"\" to disarm)")
+            return name, value.strip()
         if name in CONTROL_RANGES:
             low, high = CONTROL_RANGES[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -1,10 +1,13 @@
 // flowvj browser view: draws each frame from /ws scaled to fill the screen, shows the meters and
-// the engine's notices as captions, and sends control changes back as {"control": name, "value": v}.
+// the engine's notices as captions, and sends control changes back as {"control": name, "value": v}
+// (an action such as next_image as {"control": name, "value": null}). The stage controls (blackout,
+// freeze, next image, next mode) have the window's keys; see KEYS below.
 // Frame message (binary): uint16 LE width, uint16 LE height, uint8 encoding, then the pixels:
 // encoding 0 = width*height*3 RGB bytes, rows top to bottom; 1 = a JPEG (see server.py).
 "use strict";
 
 const view = document.getElementById("view");
+const panel = document.getElementById("panel");
 const ctx = view.getContext("2d");
 const small = document.createElement("canvas");  // a raw frame at its own size, scaled up by drawImage
 const smallCtx = small.getContext("2d");
@@ -16,8 +19,15 @@ let receivedTimes = [];                             // arrival times of the last
 let noticeId = null;                                // the last notice_id seen (null: no meters yet)
 const SEND_INTERVAL_MS = 50;                        // controls go out at most ~20 times a second:
 const queued = new Map();                           // the server drops a page over ~50 messages/s
+let actionCount = 0;                                // (queued: key -> message, in the order asked for)
 let flushTimer = null, lastFlush = -Infinity;
-const token = new URLSearchParams(location.search).get("token");  // bound beyond loopback only
+// The token (bound beyond loopback only) comes in the URL's fragment, which is never sent to the
+// server nor logged; the page passes it on /ws, keeps it for a reload of this tab, and clears it
+// from the address bar, where anyone looking at the screen would read it.
+const token = new URLSearchParams(location.hash.slice(1)).get("token")
+  || sessionStorage.getItem("flowvj.token");
+if (token) sessionStorage.setItem("flowvj.token", token);
+if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
 window.flowvjFrames = 0;                            // frames drawn since the page opened (tests read it)
 window.flowvjState = null;                          // the last state message from the server
@@ -111,7 +121,42 @@ function showState(state) {
     const input = document.querySelector(`[data-control="${name}"]`);
     if (input && document.activeElement !== input) input.value = value;
   }
+  for (const name of SWITCHES) showSwitch(name, Boolean(state.controls && state.controls[name]));
+  const armed = state.controls && state.controls.midi_learn;    // null: the show has not said yet
+  if (typeof armed === "string") showLearning(armed ? "armed" : "", armed);
   showValues();
+}
+
+// Blackout and freeze: the buttons show the show's state (from each state message); a click or
+// key asks for the other state (a value, not a toggle, so a stale page cannot flip it back).
+const SWITCHES = ["blackout", "freeze"];
+const switchOn = { blackout: false, freeze: false };
+const switchText = { blackout: ["blackout", "BLACKOUT ON"], freeze: ["freeze", "FROZEN"] };
+
+function showSwitch(name, on) {
+  switchOn[name] = on;
+  const button = document.getElementById(name);
+  button.setAttribute("aria-pressed", String(on));
+  button.textContent = switchText[name][Number(on)];
+}
+
+function flipSwitch(name) {
+  const on = !switchOn[name];
+  showSwitch(name, on);                             // at once; the next state message confirms it
+  send(name, on ? 1 : 0);
+}
+
+// MIDI learn: "learn" arms the chosen control, "arming" until the show's state says what is
+// armed (every page shows it; a show without a MIDI controller says why in a caption and arms
+// nothing); pressed again, it disarms. Learning a knob disarms it in the show, and so here.
+const learnButton = document.getElementById("midi_learn");
+let learning = { state: "", target: "" };           // state: "", "arming" or "armed"
+
+function showLearning(state, target) {
+  learning = { state: state, target: target };
+  learnButton.dataset.learning = state;
+  learnButton.textContent = state === "armed" ? `move a knob for ${target} (cancel)`
+    : state === "arming" ? `arming ${target}… (cancel)` : "learn";
 }
 
 function isNumber(value) {
@@ -153,11 +198,13 @@ const captions = document.getElementById("captions");
 let captionTimer = null;
 captions.checked = localStorage.getItem("flowvj.captions") !== "off";
 caption.hidden = !captions.checked;
-captions.addEventListener("change", () => {
+captions.addEventListener("change", showCaptionsChoice);
+
+function showCaptionsChoice() {
   localStorage.setItem("flowvj.captions", captions.checked ? "on" : "off");
   caption.hidden = !captions.checked;
   if (!captions.checked) caption.classList.remove("shown");
-});
+}
 
 function showCaption(text) {
   if (!captions.checked) return;
@@ -192,9 +239,20 @@ function connect() {
   };
 }
 
+function sendAction(name) {
+  // an action (next_image, ...) is never merged with another: each press counts
+  enqueue(`action ${actionCount++}`, { control: name, value: null });
+}
+
 function send(name, value) {
-  // latest value per control, sent at once or, within SEND_INTERVAL_MS of the last send, then
-  queued.set(name, value);
+  // the latest value per control, moved behind what was asked for before it (b then n: in order)
+  queued.delete(name);
+  enqueue(name, { control: name, value: value });
+}
+
+function enqueue(key, message) {
+  // sent at once or, within SEND_INTERVAL_MS of the last send, then
+  queued.set(key, message);
   if (flushTimer === null) {
     flushTimer = setTimeout(flush, Math.max(0, lastFlush + SEND_INTERVAL_MS - performance.now()));
   }
@@ -204,7 +262,7 @@ function flush() {
   flushTimer = null;
   lastFlush = performance.now();
   if (socket && socket.readyState === WebSocket.OPEN) {
-    for (const [name, value] of queued) socket.send(JSON.stringify({ control: name, value: value }));
+    for (const message of queued.values()) socket.send(JSON.stringify(message));
   }
   queued.clear();
 }
@@ -222,13 +280,76 @@ document.getElementById("save_scene").addEventListener("click", () => {
   if (name) send("save_scene", name);
 });
 
-document.getElementById("fullscreen").addEventListener("click", () => {
+function toggleFullscreen() {
   if (document.fullscreenElement) document.exitFullscreen();
   else document.documentElement.requestFullscreen();
+}
+document.getElementById("fullscreen").addEventListener("click", toggleFullscreen);
+
+for (const name of SWITCHES) document.getElementById(name).addEventListener("click", () => flipSwitch(name));
+for (const name of ["next_image", "next_mode"]) {
+  document.getElementById(name).addEventListener("click", () => sendAction(name));
+}
+learnButton.addEventListener("click", () => {
+  if (learning.state) {
+    send("midi_learn", "");
+    showLearning("", "");
+  } else {
+    const target = document.getElementById("learn_target").value;
+    send("midi_learn", target);
+    showLearning("arming", target);
+  }
+});
+
+function recallScene(place) {
+  // 1-9: the scene at that place in the --scenes file, as in the window (none: nothing happens)
+  const scenes = window.flowvjState && window.flowvjState.scenes;
+  if (Array.isArray(scenes) && place <= scenes.length) send("scene", scenes[place - 1]);
+}
+
+function toggleCaptions() {
+  captions.checked = !captions.checked;
+  showCaptionsChoice();
+}
+
+function togglePanel() {
+  // Tab / F1, the window's meter key: the panel (controls and meters) off for a clean picture
+  panel.classList.toggle("off");
+}
+
+// The window's keys (README "Keys in the window"), except q / Esc: the page never stops the show
+// (Esc leaves full screen, as in any page). Ignored while typing in a text field, with Ctrl, Alt
+// or Cmd held (the browser's own shortcuts), and when held down (a repeating b would strobe).
+const KEYS = {
+  b: () => flipSwitch("blackout"), p: () => flipSwitch("freeze"),
+  n: () => sendAction("next_image"), " ": () => sendAction("next_image"), m: () => sendAction("next_mode"),
+  c: toggleCaptions, f: toggleFullscreen, Tab: togglePanel, F1: togglePanel,
+};
+
+function typing(element) {
+  if (!element) return false;
+  if (element.isContentEditable || element.tagName === "TEXTAREA") return true;
+  return element.tagName === "INPUT" && !["range", "checkbox", "button"].includes(element.type);
+}
+
+function keyAction(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return null;
+  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  if (/^[1-9]$/.test(key)) return () => recallScene(Number(key));
+  return KEYS[key] || null;
+}
+
+document.addEventListener("keydown", (event) => {
+  const action = keyAction(event);
+  if (action === null) return;
+  event.preventDefault();                           // no select type-ahead, no button press, no Tab focus
+  if (!event.repeat) action();
+});
+document.addEventListener("keyup", (event) => {     // a focused button clicks on space's keyup
+  if (keyAction(event) !== null) event.preventDefault();
 });
 
 // The panel fades after 3 s without the mouse, so the show is clean; any movement brings it back.
-const panel = document.getElementById("panel");
 let idleTimer = null;
 function wakePanel() {
   panel.classList.remove("idle");
@@ -247,6 +368,7 @@ setInterval(() => {
 window.addEventListener("resize", fitCanvas);
 fitCanvas();
 showValues();
+showLearning("", "");
 wakePanel();
 connect();
 
