@@ -28,11 +28,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from flowvj.atomic import atomic_path
-from flowvj.compare import parse_sizes
+from flowvj.lab.compare import parse_sizes
 from flowvj.data import load_dataset
-from flowvj.engine import load_show_images
+from flowvj.images import load_show_images
 from flowvj.flow import load_model
-from flowvj.navigate import lerp, slerp
+from flowvj.show.navigate import lerp, slerp
 
 REPO = Path(__file__).resolve().parent.parent
 SCALE, GAP, LABEL_W, TEXT_H = 3, 4, 110, 18

@@ -101,7 +101,7 @@ def in_process_torch():
     """One torch thread for a test that runs the model in this process, as every training run here
     uses (beside a busy machine's other jobs, two threads were ~10x slower than one).
 
-    flowvj.train.train also sets the thread count and installs SIGINT/SIGTERM handlers; both are
+    flowvj.lab.train.train also sets the thread count and installs SIGINT/SIGTERM handlers; both are
     put back afterwards so the rest of the session is unaffected.
     """
     threads = torch.get_num_threads()

@@ -2,9 +2,9 @@
 
 usage: python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_worker.py DATA OUT STEPS
 
-Trains the tiny preset at 8 px for STEPS steps of 8 images with flowvj.train.train, then writes
+Trains the tiny preset at 8 px for STEPS steps of 8 images with flowvj.lab.train.train, then writes
 this rank's weights to OUT/rank{RANK}.pt and the pixels of its first training batch to
-OUT/rank{RANK}-first-batch.npy. The batch is seen by wrapping flowvj.train.dequantise, which
+OUT/rank{RANK}-first-batch.npy. The batch is seen by wrapping flowvj.lab.train.dequantise, which
 records its input and hands it on unchanged; the training itself is untouched.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowvj import train as train_module
-from flowvj.train import TrainOptions, train
+from flowvj.lab import train as train_module
+from flowvj.lab.train import TrainOptions, train
 
 
 def main():

@@ -156,7 +156,7 @@ def test_each_onset_moves_the_video_frame_shown_nearest_to_it(fps):
     # 0.15 frame of half-way between two frames; the flux's frames are 5.8 ms apart). Ending
     # frame i at (i + 1) / fps, as before 2026-12-04, moved 28-33 % of the clicks at 25-30 fps
     # a frame early, most of them far from half-way
-    from flowvj.engine import frame_bounds
+    from flowvj.show.pipeline import frame_bounds
 
     rng = np.random.default_rng(1)
     clicks = np.cumsum(rng.uniform(0.25, 0.4, 60)) + 1.0
@@ -175,8 +175,8 @@ def test_flux_follows_the_onset_envelope_a_viewer_sees(track):
     # flux drives the travelling modes, so its frame-by-frame shape is what sync_report scores:
     # on these tracks it correlates ~0.8 with the metric's centred envelope at 0 lag, the mean of
     # the linear band onsets 0.64-0.67; a lag of a frame either way drops it below 0.5
-    from flowvj.engine import frame_bounds
-    from flowvj.metrics import onset_envelope
+    from flowvj.show.pipeline import frame_bounds
+    from flowvj.lab.metrics import onset_envelope
 
     audio = _shared_audio(f"music/{track}")[44100 * 30:44100 * 45]
     analyzer, n = Analyzer(), 15 * 30

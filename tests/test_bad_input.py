@@ -135,7 +135,7 @@ def test_every_option_of_every_command_has_help_and_the_version_prints(run_flowv
     import argparse
 
     from flowvj import __version__
-    from flowvj.cli import build_parser
+    from flowvj.cli.parser import build_parser
 
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices

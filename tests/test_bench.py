@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from flowvj.bench import (LADDER, MIN_SIZE, at_least, budget_ms, conv_gflop, parse_sizes, pick_from,
+from flowvj.show.bench import (LADDER, MIN_SIZE, at_least, budget_ms, conv_gflop, parse_sizes, pick_from,
                           pick_gen_size, runnable)
 from flowvj.errors import UserError
 from flowvj.flow import FlowConfig, RealNVP

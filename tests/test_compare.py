@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from flowvj import judge
-from flowvj.compare import interpolations, reconstructions, slerp
+from flowvj.lab import judge
+from flowvj.lab.compare import interpolations, reconstructions, slerp
 from flowvj.data import load_dataset
-from flowvj.engine import DEFAULT_IMAGES, load_show_images
+from flowvj.images import DEFAULT_IMAGES, load_show_images
 from flowvj.flow import load_model, read_checkpoint, save_checkpoint
 from flowvj.flow.checkpoint import DEFAULT_MODEL
-from flowvj.vae import VAE
+from flowvj.lab.vae import VAE
 
 DEMO = sorted(p for p in DEFAULT_IMAGES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 SHOW_SIZE = (20, 12)  # small and not square: the figures at a show's 16:9-ish size, quickly

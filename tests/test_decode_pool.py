@@ -6,10 +6,10 @@ import av
 import numpy as np
 import pytest
 
-from flowvj.decode_pool import open_pool
-from flowvj.engine import load_show_images
+from flowvj.show.decode_pool import open_pool
+from flowvj.images import load_show_images
 from flowvj.flow import load_model
-from flowvj.generator import Generator
+from flowvj.show.generator import Generator
 
 GEN_SIZE = (48, 28)
 

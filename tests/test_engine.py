@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from flowvj.audio.synth import synth_track, write_track
-from flowvj.engine import Show, frame_bounds, load_show_images
+from flowvj.images import load_show_images
+from flowvj.show.pipeline import Show, frame_bounds
 from flowvj.flow import RealNVP, save_checkpoint
 from test_flow import perturbed
 

@@ -323,7 +323,7 @@ def test_a_missing_bundled_model_is_one_line_naming_it(monkeypatch, tmp_path):
 
 
 def test_live_shows_default_to_hires_on_a_cpu_and_lite_on_a_gpu(monkeypatch, tmp_path):
-    from flowvj.engine import default_model
+    from flowvj.flow.checkpoint import default_model
     from flowvj.flow import checkpoint
 
     assert default_model("cpu") == "hires" and default_model("cuda") == "lite"

@@ -11,7 +11,7 @@ import torch
 from flowvj.data import load_image
 from flowvj.errors import UserError
 from flowvj.flow import RealNVP, load_model
-from flowvj.generator import Generator, TWO_THREAD_PIXELS, default_threads, resolve_device
+from flowvj.show.generator import Generator, TWO_THREAD_PIXELS, default_threads, resolve_device
 from test_flow import perturbed
 
 DEMO = sorted((Path(__file__).resolve().parents[1] / "src" / "flowvj" / "assets" / "images").glob("*.jpg"))

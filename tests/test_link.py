@@ -2,7 +2,7 @@
 Link give the show its tempo and beats, the beat is reported at now + latency, and a quantised
 change lands on the bar line. Link runs inside a private network namespace (`unshare -n`, only
 loopback with a multicast route), so no Link traffic leaves the machine; the MIDI clock runs
-over a private JACK server (tests/jack.py). Timing figures are benchmarks/clock_sync.py's."""
+over a private JACK server (tests/jack.py). Timing figures are benchmarks/control/clock_sync.py's."""
 
 import json
 import subprocess
@@ -18,7 +18,9 @@ from conftest import FLOWVJ
 from flowvj.audio.sources import FileSource, SilentPlayback
 from flowvj.audio.synth import synth_track, write_track
 from flowvj.control.clock import FirstClock, MidiClock
-from flowvj.engine import LiveLoop, Show, load_show_images
+from flowvj.images import load_show_images
+from flowvj.show.live.loop import LiveLoop
+from flowvj.show.pipeline import Show
 from flowvj.flow import RealNVP
 from jack import jack  # noqa: F401  (fixture)
 from test_bad_input import one_line_error

@@ -9,7 +9,9 @@ import torch
 
 from flowvj.audio.sources import FileSource, SilentPlayback
 from flowvj.audio.synth import synth_track, write_track
-from flowvj.engine import LiveLoop, Show, load_show_images
+from flowvj.images import load_show_images
+from flowvj.show.live.loop import LiveLoop
+from flowvj.show.pipeline import Show
 from flowvj.flow import RealNVP
 from test_engine import image_files  # noqa: F401  (fixture)
 from test_flow import perturbed
@@ -151,7 +153,7 @@ def test_brightness_blackout_and_freeze_reach_the_picture_and_are_announced(show
     model, images, track = show_parts
     show = Show(model, images, mode="explore")
     events = [(5, "brightness", 0.5), (15, "freeze", 1), (25, "freeze", 0), (30, "blackout", 1)]
-    with caplog.at_level(logging.INFO, logger="flowvj.engine"):
+    with caplog.at_level(logging.INFO, logger="flowvj.show.live"):
         loop, recorder, _ = run_with_controls(show, SilentPlayback(FileSource(track)), events)
     frames = [f.astype(float) for f in recorder.frames]
     # brightness 0.5 halves every pixel: nothing above 128 once it applies, brighter before
@@ -168,7 +170,7 @@ def test_brightness_blackout_and_freeze_reach_the_picture_and_are_announced(show
 
 def test_frames_that_run_late_step_down_to_a_smaller_size_without_a_stall(show_parts):
     model, images, track = show_parts
-    from flowvj.engine import resize_images
+    from flowvj.images import resize_images
 
     show = Show(model, resize_images(images, (64, 36)), mode="magellan", gen_size=(64, 36))
     # at 1000 fps every frame is late: after 0.3 s the loop builds 32x18 in the background
@@ -191,7 +193,8 @@ def test_frames_that_run_late_step_down_to_a_smaller_size_without_a_stall(show_p
 def test_the_step_down_ladder_holds_only_sizes_the_model_can_draw():
     """hires has three scales, so 96x54 and 160x90 are not sizes it can draw: stepping down
     must skip them (a live run once tried to build 96x54 and logged a traceback)."""
-    from flowvj.engine import demo_track, open_live
+    from flowvj.audio.synth import demo_track
+    from flowvj.show.live.session import open_live
 
     _, show, ladder, _ = open_live(track=demo_track(), silent=True, model_path="hires", gen_size="auto",
                                    fps=30.0)

@@ -11,7 +11,7 @@ import pytest
 
 from flowvj.audio.synth import synth_track, write_track
 from flowvj.cli import main
-from flowvj.metrics import (REPORT_KEYS, av_align, cross_correlation, onset_envelope, pick_peaks,
+from flowvj.lab.metrics import (REPORT_KEYS, av_align, cross_correlation, onset_envelope, pick_peaks,
                             sync_report)
 from flowvj.outputs.video import VideoWriter
 

@@ -16,7 +16,9 @@ from flowvj.audio.synth import synth_track, write_track
 from flowvj.control import ControlBus
 from flowvj.control.midi import (Binding, Mapping, MidiInput, learn_target, load_mapping,
                                  save_mapping)
-from flowvj.engine import LiveLoop, Show, load_show_images
+from flowvj.images import load_show_images
+from flowvj.show.live.loop import LiveLoop
+from flowvj.show.pipeline import Show
 from flowvj.errors import UserError
 from flowvj.flow import RealNVP
 from jack import jack, virtual_output  # noqa: F401  (fixture)

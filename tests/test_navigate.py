@@ -13,8 +13,9 @@ import pytest
 from flowvj.audio.analyzer import Analyzer, Features
 from flowvj.audio.synth import synth_track
 from flowvj.errors import UserError
-from flowvj.metrics import cross_correlation, onset_envelope
-from flowvj.navigate import MODES, Navigator, blend, motion_drive, rebin, slerp
+from flowvj.lab.metrics import cross_correlation, onset_envelope
+from flowvj.control.catalog import MODES
+from flowvj.show.navigate import Navigator, blend, motion_drive, rebin, slerp
 
 RATE = 44100
 DT60 = 1 / 60

@@ -12,7 +12,9 @@ import torch
 from flowvj.audio.sources import FileSource, SilentPlayback
 from flowvj.audio.synth import synth_track, write_track
 from flowvj.control.scenes import DEMO, Scene, load_scenes, save_scene, scene_now
-from flowvj.engine import LiveLoop, Show, load_show_images
+from flowvj.images import load_show_images
+from flowvj.show.live.loop import LiveLoop
+from flowvj.show.pipeline import Show
 from flowvj.errors import UserError
 from flowvj.flow import RealNVP
 from test_engine import SHARED_IMAGES
@@ -77,7 +79,7 @@ def run_loop(parts, scenes, events, outputs=(), seconds=None, until=None, **opti
 
 def test_a_scene_recalled_over_the_bus_sets_what_the_file_says(parts, tmp_path, caplog):
     scenes = load_scenes(scenes_file(tmp_path / "scenes.toml"))
-    with caplog.at_level(logging.INFO, logger="flowvj.engine"):
+    with caplog.at_level(logging.INFO, logger="flowvj.show.live"):
         loop, shown = run_loop(parts, scenes, [(5, "scene", "drop")], seconds=11,
                                until=lambda meters: meters["image_set"] == "drop")
     navigator = loop.show.navigator

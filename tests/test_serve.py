@@ -12,9 +12,11 @@ import torch
 
 from flowvj.audio.sources import FileSource, SilentPlayback
 from flowvj.audio.synth import synth_track, write_track
-from flowvj.engine import LiveLoop, Show, load_show_images
+from flowvj.images import load_show_images
+from flowvj.show.live.loop import LiveLoop
+from flowvj.show.pipeline import Show
 from flowvj.flow import RealNVP
-from flowvj.navigate import Navigator
+from flowvj.show.navigate import Navigator
 from test_engine import image_files  # noqa: F401  (fixture)
 from test_flow import perturbed
 from test_navigate import features, image_latents, mean_norm, steps
@@ -100,7 +102,7 @@ def test_sensitivity_is_a_gain_on_the_levels_the_navigator_and_meters_see():
     normal, _ = travelled()
     louder, loop = travelled(sensitivity=2.0)
     assert louder == pytest.approx(2 * normal)               # magellan travels with 2 x rms_smooth
-    assert loop.show.features.rms_smooth == pytest.approx(1.0) and loop._heard.rms_smooth == 0.5
+    assert loop.show.features.rms_smooth == pytest.approx(1.0) and loop.stage.heard.rms_smooth == 0.5
     assert loop._meters()["rms"] == pytest.approx(1.0)
     assert travelled(sensitivity=0.0)[0] == 0.0              # deaf (drift 0): no travel
 
@@ -115,7 +117,7 @@ def test_temperature_applies_to_weighted_and_survives_mode_switches(caplog):
     loop._apply("next_mode")                                 # magellan -> explore
     loop._apply("mode", "weighted")
     assert nav.mode_name == "weighted" and nav.mode.temperature == 0.7
-    with caplog.at_level(logging.INFO, logger="flowvj.engine"):
+    with caplog.at_level(logging.INFO, logger="flowvj.show.live"):
         loop._apply("temperature", 0.0)                      # invalid: logged, nothing changes
         loop._apply("volume", 3)
         caption = loop._apply("image_set", "faces")         # says why, on screen too

@@ -119,7 +119,11 @@ def test_a_size_built_for_the_old_image_set_is_built_again_for_the_new_one(tmp_p
     again for the 6 (never swapped in: Navigator.resize_images refused 4 latents for 6)."""
     import torch
 
-    from flowvj.engine import LiveLoop, Show, load_show_images
+    from flowvj.images import load_show_images
+
+    from flowvj.show.live.loop import LiveLoop
+
+    from flowvj.show.pipeline import Show
     from flowvj.flow import RealNVP
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ and per moment, so each rule is tested on the load it is about, with no sleeping
 
 import pytest
 
-from flowvj.size_policy import SizePolicy
+from flowvj.show.live.size_policy import SizePolicy
 
 LADDER = [(64, 36), (96, 54), (128, 72), (160, 90), (192, 108), (256, 144)]
 FLOOR = (128, 72)

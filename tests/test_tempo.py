@@ -208,7 +208,7 @@ def test_a_track_with_offbeat_accents_locks_on_the_beat_not_the_offbeat(stem, bp
 
 
 def _cross_fade(a, a_start_s, b, b_start_s, head_s=20.0, fade_s=4.0, tail_s=20.0, rate=44100):
-    """A DJ's mix as benchmarks/beat_cv.py builds it: `head_s` of track a from a_start_s, its last
+    """A DJ's mix as benchmarks/audio/beat_cv.py builds it: `head_s` of track a from a_start_s, its last
     `fade_s` cross-faded (equal power) into track b from b_start_s; (mix, b's beats in the mix)."""
     (xa, _), (xb, b_reference) = _track(a), _track(b)
     n_head, n_fade = int(head_s * rate), int(fade_s * rate)

@@ -17,7 +17,7 @@ import torch
 
 from flowvj.data import load_dataset
 from flowvj.flow import RealNVP, load_model, preset_config, read_checkpoint
-from flowvj.train import TrainOptions, evaluate, to_unit, train
+from flowvj.lab.train import TrainOptions, evaluate, to_unit, train
 
 TESTS = Path(__file__).resolve().parent
 FLOWVJ = Path(sys.executable).with_name("flowvj")

@@ -13,8 +13,8 @@ import torch
 from flowvj.data import load_dataset
 from flowvj.errors import UserError
 from flowvj.flow import RealNVP, preset_config, read_checkpoint, save_checkpoint
-from flowvj.train import TrainOptions, train
-from flowvj.vae import (DEFAULT_VAE, FORMAT, VAE, discretised_logistic_log_prob, evaluate_vae, load_vae,
+from flowvj.lab.train import TrainOptions, train
+from flowvj.lab.vae import (DEFAULT_VAE, FORMAT, VAE, discretised_logistic_log_prob, evaluate_vae, load_vae,
                         to_levels)
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from flowvj.atomic import atomic_path
-from flowvj.errors import UserError
+from .atomic import atomic_path
+from .errors import UserError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "test")
@@ -90,7 +90,7 @@ def _size_name(size):
     return f"{width}x{height}"
 
 
-def _fit_square(img, size):
+def fit_square(img, size):
     """Aspect-fill: center-crop to the aspect of `size` (an int side, or (width, height)), then
     resize to it.
 
@@ -129,7 +129,7 @@ def load_image(path, size):
     except _DECODE_ERRORS as error:
         raise UserError(f"cannot decode image {path}: {_one_line(error)}; "
                         f"expected a readable image file ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return np.asarray(_fit_square(rgb, size), dtype=np.uint8)
+    return np.asarray(fit_square(rgb, size), dtype=np.uint8)
 
 
 def _decode_one(job):
@@ -167,7 +167,7 @@ def _decode_files(paths, size):
         yield from pool.imap(_decode_one, jobs, chunksize=POOL_CHUNK_FILES)
 
 
-def _list_image_files(folder):
+def list_image_files(folder):
     """Sorted [(relative posix path, size in bytes, mtime_ns)] of the image files under `folder`.
 
     Hidden files and folders (names starting with '.', e.g. macOS '._x.png') are left out.
@@ -266,7 +266,7 @@ def load_image_folder(folder, size=32, cache_dir=None):
         raise UserError(f"image folder {given} does not exist; expected a folder of images")
     if not folder.is_dir():
         raise UserError(f"{given} is a file, not a folder; expected a folder of images")
-    listing = _list_image_files(folder)
+    listing = list_image_files(folder)
     if not listing:
         raise UserError(f"no images found in {given}; expected {', '.join(sorted(IMAGE_EXTENSIONS))} "
                         "files in it or in class sub-folders")
@@ -345,7 +345,7 @@ def load_cifar_archive(path, split, size=32):
         raise UserError(f"{path} is not a valid CIFAR-10 python archive ({_one_line(error)}); expected "
                         f"cifar-10-python.tar.gz from {CIFAR10_URL}")
     if size != 32:
-        images = np.stack([np.asarray(_fit_square(Image.fromarray(im), size)) for im in images])
+        images = np.stack([np.asarray(fit_square(Image.fromarray(im), size)) for im in images])
     return ImageSet(images=np.ascontiguousarray(images), labels=labels, class_names=class_names,
                     name=f"cifar10/{split}")
 

@@ -32,7 +32,7 @@ any block size), and from it:
 Only numpy on the per-block path. aubio was measured and left out as the tracker: aubio.tempo
 is causal and block-wise, but on the 19 shared LMMS tracks (hop 512, its better setting) its
 tempo was off by more than 2 % on 3 (2/3-tempo locks) and its median beat F was 0.918 / 0.889
-(tuning / held-out fold), against 19/19 and 0.963 / 0.968 here (benchmarks/audio_accuracy.py
+(tuning / held-out fold), against 19/19 and 0.963 / 0.968 here (benchmarks/audio/audio_accuracy.py
 runs both, 2026-12-01); aubio.onset gives one overall onset function
 (not per band), 41 ms after the 808 kicks at hop 512; the numpy flux gives every band from one
 FFT. Levels are zero until audio arrives; the tempo is 0 until the tracker locks.
@@ -62,10 +62,10 @@ MIN_ONSET_PEAK = 0.002
 # five LMMS beat tracks, 5-15 gave the best correlation with the onset envelope a viewer's eye
 # follows (metrics.onset_envelope): 0.79-0.85 at 0 lag, against 0.69-0.79 at 500, 0.62-0.74 at
 # 5000 (the tempo's flux uses ~2560) and 0.64-0.83 for the mean of the linear band onsets
-# (benchmarks/README.md).
+# (benchmarks/JOURNAL.md).
 FLUX_COMPRESSION = 15.0
 FLUX_AVERAGE_S = 10.0       # flux is relative to its average over about this long
-# What the tracker's phase comb listens to (`phase_strength`; chosen in benchmarks/beat_cv.py)
+# What the tracker's phase comb listens to (`phase_strength`; chosen in benchmarks/audio/beat_cv.py)
 PHASE_INPUT = "linear*snare"
 
 
@@ -203,7 +203,7 @@ def _range_weights(lo_hz, hi_hz, frame_size, sample_rate):
     return w / w.sum()
 
 
-def _band_matrix(edges, n_bins):
+def band_matrix(edges, n_bins):
     """(n_bins, n_bands) 0/1 matrix: column b sums the bins of band b."""
     matrix = np.zeros((n_bins, len(edges) - 1))
     for b in range(len(edges) - 1):
@@ -269,7 +269,7 @@ class _MotionFlux:
 
     Why its own frames, at half the analyzer's hop: a video frame (33 ms) holds only about three
     11.6 ms hops, so which frame an onset's flux falls in hung on where the hops fell. On the 30 s
-    excerpts of the 19 shared LMMS tracks (benchmarks/motion_cv.py), before any picture, the
+    excerpts of the 19 shared LMMS tracks (benchmarks/motion/motion_cv.py), before any picture, the
     drive's xcorr with metrics.onset_envelope went from median / worst 0.851 / 0.745 (tuning
     fold) and 0.841 / 0.547 (held out) at hop 512 to 0.889 / 0.818 and 0.891 / 0.754 at 256,
     the video frames taking the onsets nearest them (`Analyzer.flux_delay_s`); the metric's own
@@ -279,7 +279,7 @@ class _MotionFlux:
     of the analyzer's frames, at the finer times) kept more contrast on hits but followed the
     onsets less well (0.855 / 0.735 and 0.858 / 0.656). The tempo, onsets and levels stay on
     the analyzer's frames, where the tracker was tuned. Costs four more 1024-point FFTs per
-    1024-sample block (0.04-0.06 ms, benchmarks/audio_accuracy.py).
+    1024-sample block (0.04-0.06 ms, benchmarks/audio/audio_accuracy.py).
     """
 
     def __init__(self, frame_size, hop, window, band_weights, scale):
@@ -351,16 +351,16 @@ class Analyzer:
         self.window = np.hanning(frame_size + 1)[:-1].astype(np.float32)
         n_bins = frame_size // 2 + 1
         edges = band_edges(n_bands, frame_size, sample_rate, fmin_hz, fmax_hz)
-        self.band_sum = _band_matrix(edges, n_bins) * 2.0 / self.window.sum() ** 2   # |X|^2 -> power
-        band_mean = _band_matrix(edges, n_bins) / np.diff(edges)
-        overall = _band_matrix(edges[[0, -1]], n_bins) / (edges[-1] - edges[0])
+        self.band_sum = band_matrix(edges, n_bins) * 2.0 / self.window.sum() ** 2   # |X|^2 -> power
+        band_mean = band_matrix(edges, n_bins) / np.diff(edges)
+        overall = band_matrix(edges[[0, -1]], n_bins) / (edges[-1] - edges[0])
         drums = [_range_weights(lo, hi, frame_size, sample_rate) for lo, hi in (KICK_HZ, SNARE_HZ, HATS_HZ)]
         # One matrix maps the flux of every bin to: overall, kick, snare, hats, then each band.
         self.flux_weights = np.column_stack([overall, *drums, band_mean]).astype(np.float32)
         # The tempo's onset strength: 12 log bands from 40 Hz, each counting equally, so the bass
         # and kick weigh as much as the many treble bins (a plain bin mean follows the hats).
         tempo_edges = band_edges(12, frame_size, sample_rate, 40.0, min(fmax_hz, 0.45 * sample_rate))
-        self.tempo_weights = (_band_matrix(tempo_edges, n_bins) / np.diff(tempo_edges)).mean(axis=1)
+        self.tempo_weights = (band_matrix(tempo_edges, n_bins) / np.diff(tempo_edges)).mean(axis=1)
         flux_scale = FLUX_COMPRESSION * 2.0 / self.window.sum()   # gain x |rfft| -> amplitude
         self._motion = _MotionFlux(frame_size, max(1, hop_size // 2), self.window, self.tempo_weights, flux_scale)
         self.tempo = BeatTracker(sample_rate / hop_size, tempo_range)

@@ -18,6 +18,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, sosfilt
 
+from ..atomic import atomic_path
+from ..data import default_cache_dir
 from ..errors import UserError
 
 # Chord roots as semitones above A (A=0); each chord is a triad, minor or major by `quality`.
@@ -210,4 +212,15 @@ def write_track(path, track):
         raise UserError(f"{path}: folder {path.parent} does not exist")
     fmt, subtype = formats[path.suffix.lower()]
     sf.write(str(path), track.audio, track.sample_rate, format=fmt, subtype=subtype)
+    return path
+
+
+def demo_track(cache_dir=None):
+    """The synthesised demo track (128 BPM, 2 minutes), written once to the cache as a wav."""
+    path = default_cache_dir(cache_dir) / "demo-128bpm.wav"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            write_track(tmp.with_suffix(".wav"), synth_track(bpm=128, duration_s=120.0, seed=0))
+            tmp.with_suffix(".wav").replace(tmp)
     return path

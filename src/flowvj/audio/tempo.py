@@ -24,7 +24,7 @@ the prediction toward each new estimate. A tempo far from the current one, or a 
 the prediction, must lead clearly for a while before it replaces it; weak estimates (a
 breakdown, silence) change nothing: the beat runs on at the last tempo and phase.
 
-Why these choices (benchmarks/beat_cv.py: settings chosen on 10 of the 19 shared LMMS tracks,
+Why these choices (benchmarks/audio/beat_cv.py: settings chosen on 10 of the 19 shared LMMS tracks,
 the other 9 held out; beat F +-70 ms after 5 s at the tracker's metrical level; figures are
 tuning-fold median / minimum unless said otherwise):
 - thirds 0.5: tempo within 2 % (octaves folded) on 19/19 tracks against 16/19 without; the three
@@ -117,7 +117,7 @@ tuning-fold median / minimum unless said otherwise):
   A per-frame logistic weighting of the 24 band rises (no context) took the offbeat of three
   tuning tracks (minimum 0.000). Ten tracks are too few to learn where the beat is.
 
-The failures left (benchmarks/accent_profile.py shows the evidence). DirtyLove (held out, 177
+The failures left (benchmarks/audio/accent_profile.py shows the evidence). DirtyLove (held out, 177
 BPM, tracked at 88.5) scores F 0.42: it locks at 4.25 s on the eighth-note offbeat of its intro
 and stays there to 56 s, where the tracker follows the accent onto the other half of the 177
 grid. The flux at its even beats over its odd ones is 1.4-1.5 in the intro, 0.76-1.01 from 8 to

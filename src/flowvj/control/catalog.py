@@ -7,7 +7,8 @@ tests hold the two equal.
 
 from typing import NamedTuple
 
-MODES = ("weighted", "magellan", "explore")  # navigate.MODES, repeated: control imports no model
+MODES = ("weighted", "magellan", "explore")  # the navigator's modes (show/navigate.py builds one class each)
+INTERPOLATIONS = ("linear", "slerp")        # how the navigator moves between two latents
 
 
 class Control(NamedTuple):

@@ -37,13 +37,14 @@ import json
 import math
 import os
 import re
-import tomllib
 from pathlib import Path
 
-from ..errors import UserError
-from .catalog import CONTROLS, MODES
+import tomllib
 
-INTERPOLATIONS = ("linear", "slerp")   # navigate.INTERPOLATIONS, repeated: control imports no model
+from ..atomic import atomic_path
+from ..errors import UserError
+from .catalog import CONTROLS, INTERPOLATIONS, MODES
+
 DEMO = "demo"                          # `images = "demo"`: the bundled demo images
 NUMBERS = ("temperature", "speed", "sensitivity", "brightness")   # ranges from the catalog
 
@@ -202,8 +203,6 @@ def _relative(path, folder):
 def save_scene(path, scene, *more):
     """Add `scene` (and `more`) to the scenes file at `path` (or replace the scenes of those
     names), atomically; a new file if there is none. Returns the scenes as the file now holds them."""
-    from ..atomic import atomic_path
-
     path = Path(path)
     scenes = load_scenes(path)   # a file broken since the start is refused, never overwritten
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER

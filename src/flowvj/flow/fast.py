@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..atomic import atomic_path
 from .realnvp import ResidualBlock
 
 EXPORT_VERSION = 1  # bump when the export or the quantisation recipe changes: old disk caches go stale
@@ -113,8 +114,6 @@ def _digest(model, key):
 
 def _on_disk(model, key, make, cache_dir):
     """make()'s bytes, read from cache_dir/onnx/ when an earlier run wrote them there."""
-    from ..atomic import atomic_path
-
     path = os.path.join(cache_dir, "onnx", f"{_digest(model, key)}-{key}.onnx")
     if os.path.isfile(path):
         with open(path, "rb") as f:
@@ -169,7 +168,7 @@ def quantize_inverse(onnx_bytes, calibration_latents):
     """int8 QDQ copy of an fp32 inverse, calibrated on the given latents (N, C, H, W).
 
     What is quantised was chosen by PSNR against fp32 (lite, 128x72, the midpoints between the
-    demo images' latents; benchmarks/gen_size.py reports the chosen recipe at every size):
+    demo images' latents; benchmarks/flow/gen_size.py reports the chosen recipe at every size):
     - only the residual blocks' and skips' convolutions (97.4 % of lite's FLOPs). Each s/t
       net's first conv (it sees the masked image) and last conv (it makes s and t, which go
       through exp(-s) into every pixel) stay float32, as does all elementwise coupling
@@ -184,7 +183,12 @@ def quantize_inverse(onnx_bytes, calibration_latents):
     """
     import logging
 
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         source, target = os.path.join(folder, "fp32.onnx"), os.path.join(folder, "int8.onnx")
@@ -218,7 +222,7 @@ class OnnxInverse:
     """z -> x through ONNX Runtime, any batch and even size, on a fixed number of threads.
 
     model: a RealNVP, or the bytes of an exported inverse (fp32 or int8).
-    threads: intra-op threads (one for per-frame decode at small sizes, see generator.py).
+    threads: intra-op threads (one for per-frame decode at small sizes, see show/generator.py).
     """
 
     def __init__(self, model, threads=1, device="cpu"):

@@ -13,43 +13,15 @@ Conventions:
 """
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from .presets import FlowConfig, preset_config
+
 LOG_256 = math.log(256.0)
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    """Everything that fixes the shape of a RealNVP; stored in every checkpoint."""
-
-    image_size: int = 32
-    in_channels: int = 3
-    mid_channels: int = 64  # feature maps of the s/t nets at the first scale; doubled per squeeze
-    num_blocks: int = 8  # residual blocks per s/t net
-    num_scales: int = 2
-    alpha: float = 0.05  # logit squeeze: y = alpha + (1 - 2 alpha) x keeps logit finite
-
-    def validate(self):
-        smallest = 2 ** self.num_scales
-        s = self.image_size
-        if s < smallest or s & (s - 1):
-            raise ValueError(
-                f"image_size must be a power of two >= {smallest} for {self.num_scales} scales, got {s}"
-            )
-        for name in ("in_channels", "mid_channels", "num_blocks", "num_scales"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.alpha < 0.5:
-            raise ValueError(f"alpha must lie in (0, 0.5), got {self.alpha}")
-        return self
-
-    def to_dict(self):
-        return asdict(self)
 
 
 # ---- masks and reshapes -------------------------------------------------------------------------
@@ -280,8 +252,6 @@ class RealNVP(nn.Module):
 
     @classmethod
     def from_preset(cls, name, image_size=None):
-        from .presets import preset_config
-
         return cls(preset_config(name, image_size))
 
     @property

@@ -14,11 +14,16 @@ just before it), relative to the first frame's; the audio is placed by the same 
 recording leaves a longer frame before it, never a shift between picture and sound.
 
 Never slowing the show: scaling, colour conversion and both encoders run in a child process
-(spawned, niced by ENCODER_NICE, in its own process group; a thread would share the GIL with
-the frame loop). The loop's side only copies the small frame and the audio into shared memory
-(see Recorder): at most IN_FLIGHT frames wait for the encoder, and a frame that finds them all
-waiting is dropped from the recording and counted in `dropped`. The audio is not dropped unless
-the encoder falls AUDIO_RING_S behind.
+(spawned, in its own process group; a thread would share the GIL with the frame loop) under
+Linux's SCHED_IDLE policy: it runs only on CPU time nothing else wants, and the show's threads
+preempt it the moment they wake (at nice +10 it still took 10 % of a contended core, and a
+woken frame loop could wait for its time slice). Everything with a start-up cost (the child,
+PyAV's import, the shared memory and Python's resource tracker) is made in the constructor,
+before the show starts. The loop's side then only copies the small frame and the audio into
+the shared block and writes a few bytes down a pipe (see Recorder), a cost bounded by one slot
+whatever the encoder does: at most IN_FLIGHT frames wait for the encoder, and a frame that finds
+them all waiting is dropped from the recording and counted in `dropped`. The audio is not
+dropped unless the encoder falls AUDIO_RING_BYTES behind (30 s of 48 kHz stereo).
 
 Surviving a kill: the MP4 is fragmented (empty moov, one fragment per keyframe, a keyframe
 forced every KEYFRAME_S) and every fragment is flushed to the file as it is cut, so a SIGKILL of
@@ -50,11 +55,9 @@ KEYFRAME_S = 1.0        # a keyframe (so a fragment) at least this often: what a
 VIDEO_TIME_BASE = Fraction(1, 1000)   # frame times in ms: variable frame rate, stamped by audio time
 FINISH_TIMEOUT_S = 60.0  # close() waits this long for the encoder to finish the file
 ALIVE_CHECK_S = 1.0     # how often the show's side checks the encoder is still running
-AUDIO_RING_S = 30.0     # audio the encoder may fall behind by before it loses some (to silence)
-# The encoder's niceness, added to the show's. Where the encoder and the frame loop compete for
-# one core, the kernel gives it 110 / (1024 + 110) = 10 % of that core at +10 (CFS weights), the
-# issue's bound on what recording may cost the show; past that the recording drops frames
-# (counted). At +19 a 2-core machine loaded by other jobs recorded 10 frames of 142 shown.
+# audio the encoder may fall behind by before it loses some (to silence): 30 s of 48 kHz stereo
+AUDIO_RING_BYTES = 30 * 48000 * 2 * 4
+# Where SCHED_IDLE is not available (not Linux), the encoder's niceness, added to the show's.
 ENCODER_NICE = 10
 
 
@@ -96,9 +99,11 @@ class Recorder:
     The handoff costs the frame loop no thread and no pickling: frames go into `in_flight` slots
     of a shared-memory block (slot k % in_flight for the k-th frame sent; a semaphore counts the
     free ones) and a few bytes down a pipe say which; the audio goes into a ring of
-    AUDIO_RING_S in the same block, with the count of samples written beside it. A feeder
+    AUDIO_RING_BYTES in the same block, with the count of samples written beside it. A feeder
     thread (multiprocessing.Queue's) cost the show frames on a saturated machine: each time the
-    OS descheduled it holding the GIL, the frame loop waited for it.
+    OS descheduled it holding the GIL, the frame loop waited for it. A slot holds one frame of
+    the recording's size: the show's frames are smaller (the generation size); a larger one is
+    thinned to fit (every k-th pixel; the encoder scales it to the recording's size anyway).
     """
 
     def __init__(self, path, rate=44100, size=(1280, 720), fps=30.0, crf=20, preset="ultrafast",
@@ -112,10 +117,12 @@ class Recorder:
         self.in_flight = int(in_flight)
         self.dropped = self.sent = 0
         self._t0 = None             # audio time (s) of the first frame: the recording's zero
-        self._shared = None         # the shared block, made at the first frame
         self._failed = False
         self._result = None
         self._next_check = 0.0
+        self._process = None
+        self._slot_bytes = self.size[0] * self.size[1] * 3
+        self._shared = self._make_shared()
         context = multiprocessing.get_context("spawn")   # no fork of a process running torch/ONNX
         reader, self._pipe = context.Pipe(duplex=False)
         self._results, results = context.Pipe(duplex=False)
@@ -123,13 +130,30 @@ class Recorder:
         self._process = context.Process(
             target=_encode, name="flowvj-recorder", daemon=False,
             args=(reader, results, self._credits, str(self.path), self.size, float(fps), int(crf),
-                  str(preset), os.getpid()))
+                  str(preset), os.getpid(), self._shared.name, self.in_flight, self._slot_bytes))
         self._process.start()
         reader.close(), results.close()   # the child's ends: its death is then an EOF here
         atexit.register(self.close)   # a show that forgot close() still finishes the file
         if self._receive(FINISH_TIMEOUT_S) != "ready":   # PyAV imported: no frame waits on it
             self.close()
             raise UserError(f"--record {self.path}: the encoder process did not start")
+
+    def _make_shared(self):
+        """The shared block: the audio's sample count, its ring, the frame slots. Made before the
+        show starts: the first one also starts Python's resource tracker (a process)."""
+        from multiprocessing import shared_memory
+
+        try:
+            shared = shared_memory.SharedMemory(
+                create=True, size=8 + AUDIO_RING_BYTES + self.in_flight * self._slot_bytes)
+        except OSError as error:
+            raise UserError(f"--record {self.path}: cannot make the encoder's shared memory "
+                            f"({error.strerror or error})") from None
+        self._audio_end = np.ndarray((1,), np.int64, shared.buf, 0)
+        self._audio_end[0] = 0
+        self._slots = np.ndarray((self.in_flight, self._slot_bytes), np.uint8, shared.buf,
+                                 8 + AUDIO_RING_BYTES)
+        return shared
 
     # -- the live loop's side ------------------------------------------------------------------
 
@@ -138,17 +162,20 @@ class Recorder:
         ring at its place in the recording (a gap before it silent, an overlap cut off)."""
         if self._failed:
             return
-        from .video import _audio_channels
+        from .video import audio_channels
 
         self._time_s = float(audio_time_s)
         if self._t0 is None:   # the first frame: its time is the recording's zero
             self.rate = int(self._rate_of())
             self._t0, self._t0_sample = self._time_s, round(audio_time_s * self.rate)
-            self._channels = _audio_channels(samples).shape[0] if len(samples) else 1
+            self._channels = audio_channels(samples).shape[0] if len(samples) else 1
+            ring_len = AUDIO_RING_BYTES // (4 * self._channels)
+            self._ring = np.ndarray((self._channels, ring_len), np.float32, self._shared.buf, 8)
+            self._send(("open", self.rate, self._channels, ring_len))   # the encoder opens the file
             return              # audio before the first frame is not recorded
-        if self._shared is None or len(samples) == 0:
+        if len(samples) == 0:
             return
-        block = _audio_channels(samples)
+        block = audio_channels(samples)
         if block.shape[0] != self._channels:   # mono <-> stereo mid-show: follow the first
             block = np.repeat(block.mean(axis=0, keepdims=True), self._channels, axis=0)
         start = round(audio_time_s * self.rate) - self._t0_sample - block.shape[1]
@@ -171,42 +198,42 @@ class Recorder:
 
     def show(self, frame, meters=None):
         """The frame the audience sees now: copied into a free slot for the encoder, or dropped
-        from the recording (and counted) when none is free."""
-        if self._failed or self._t0 is None:
+        from the recording (and counted) when none is free or the encoder has gone."""
+        if self._t0 is None:
             return
         now = time.perf_counter()
-        if now >= self._next_check:
+        if not self._failed and now >= self._next_check:
             self._next_check = now + ALIVE_CHECK_S
             if not self._process.is_alive():
                 self._fail()
-                return
-        frame = np.asarray(frame)
-        if self._shared is None:
-            self._open(frame.nbytes)
-        if frame.nbytes > self._slots.shape[1] or not self._credits.acquire(block=False):
-            self.dropped += 1       # (a frame larger than the first one is never shown live)
+        if self._failed:
+            self.dropped += 1
             return
+        frame = np.asarray(frame, np.uint8)
+        step = 1
+        while frame[::step, ::step].nbytes > self._slot_bytes:   # larger than the recording
+            step += 1
+        if not self._credits.acquire(block=False):
+            self.dropped += 1
+            return
+        frame = frame[::step, ::step]
         slot = self._slots[self.sent % self.in_flight]
-        slot[:frame.nbytes] = np.ascontiguousarray(frame, np.uint8).reshape(-1)
+        slot[:frame.nbytes].reshape(frame.shape)[...] = frame
         pts = round((self._time_s - self._t0) / VIDEO_TIME_BASE)
-        self._pipe.send(("frame", pts, frame.shape))   # a few bytes: never fills the pipe
-        self.sent += 1
+        if self._send(("frame", pts, frame.shape)):   # a few bytes: never fills the pipe
+            self.sent += 1
+        else:
+            self.dropped += 1
 
-    def _open(self, slot_bytes):
-        """The shared block (the audio's sample count, its ring, the frame slots), named to the
-        encoder, which then opens the file."""
-        from multiprocessing import shared_memory
-
-        ring_len = round(AUDIO_RING_S * self.rate)
-        ring_bytes = 4 * self._channels * ring_len
-        self._shared = shared_memory.SharedMemory(create=True, size=8 + ring_bytes + self.in_flight * slot_bytes)
-        buffer = self._shared.buf
-        self._audio_end = np.ndarray((1,), np.int64, buffer, 0)
-        self._audio_end[0] = 0
-        self._ring = np.ndarray((self._channels, ring_len), np.float32, buffer, 8)
-        self._slots = np.ndarray((self.in_flight, slot_bytes), np.uint8, buffer, 8 + ring_bytes)
-        self._pipe.send(("open", self._shared.name, self.rate, self._channels, ring_len, slot_bytes,
-                         self.in_flight))
+    def _send(self, message):
+        """To the encoder: True if sent; an encoder that has gone stops the recording, never the
+        show."""
+        try:
+            self._pipe.send(message)
+            return True
+        except OSError:
+            self._fail()
+            return False
 
     def stats(self):
         """For the run's --stats JSON: frames recorded and dropped from the recording."""
@@ -222,6 +249,7 @@ class Recorder:
             return self.stats()
         atexit.unregister(self.close)
         process, self._process = self._process, None
+        self._failed = True     # a frame after this is not recorded (and counted as dropped)
         alive = process.is_alive()
         if alive:
             try:
@@ -237,10 +265,9 @@ class Recorder:
             process.kill()
             process.join()
         self._pipe.close()
-        if self._shared is not None:
-            self._audio_end = self._ring = self._slots = None   # views of the block, released first
-            self._shared.close()
-            self._shared.unlink()
+        self._audio_end = self._ring = self._slots = None   # views of the block, released first
+        self._shared.close()
+        self._shared.unlink()
         result = self._result
         if result.get("error"):
             log.warning("record: %s: %s", self.path, result["error"])
@@ -260,8 +287,10 @@ class Recorder:
             return None
 
     def _fail(self):
+        """The encoder has gone: its last word if it left one (never waited for: this runs in
+        the frame loop), and the show goes on without the recording."""
         self._failed = True
-        self._result = self._receive(1.0)
+        self._result = self._receive(0.0)
         if not isinstance(self._result, dict):
             self._result = {"error": "the encoder stopped"}
         log.warning("record: %s: recording stopped (%s); the show goes on", self.path,
@@ -276,21 +305,43 @@ class Recorder:
 
 # -- the encoder process -------------------------------------------------------------------------
 
-def _encode(messages, results, credits, path, size, fps, crf, preset, parent_pid):
-    """The child: ("open", shared block name, rate, channels, ring_len, slot_bytes, slots), then
-    ("frame", pts_ms, shape) per frame, None to finish -> the MP4. Ends, finishing the file, on
-    None or when the show's process is gone (the pipe's EOF); sends "ready", then one result dict."""
+def _low_priority():
+    """Run every thread of this process (numpy's import has started OpenBLAS's; those started
+    later inherit it) at niceness ENCODER_NICE: the show's threads come first. Not SCHED_IDLE,
+    which was tried: with one busy process beside the show it left 11-23 frames of 40 s in the
+    recording (189-320 at nice 10) for no change in the show's pacing that benchmarks/outputs/
+    record_stall.py could tell from the noise of a shared machine; a set recording a VJ keeps
+    must hold enough frames to watch."""
+    for thread in os.listdir("/proc/self/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(thread), ENCODER_NICE)
+        except (AttributeError, OSError):
+            pass
+
+
+def _encode(messages, results, credits, path, size, fps, crf, preset, parent_pid, shared_name, slots,
+            slot_bytes):
+    """The child: ("open", rate, channels, ring_len) at the first frame, then ("frame", pts_ms,
+    shape) per frame, None to finish -> the MP4. Ends, finishing the file, on None or when the
+    show's process is gone (the pipe's EOF); sends "ready", then one result dict."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)   # the show decides when to stop, not a Ctrl-C
     try:
         os.setpgid(0, 0)    # a Ctrl-C in the terminal goes to the show, which then closes us
     except OSError:
         pass
-    os.nice(ENCODER_NICE)
+    from multiprocessing import shared_memory
+
     import av  # noqa: F401 - imported before saying ready: the first frames must not wait on it
 
+    shared = shared_memory.SharedMemory(name=shared_name)
+    audio_end = np.ndarray((1,), np.int64, shared.buf, 0)
+    slot_view = np.ndarray((slots, slot_bytes), np.uint8, shared.buf, 8 + AUDIO_RING_BYTES)
+    # lower from here, before x264 starts a thread: the start-up above ran at the show's priority,
+    # before the show starts, so that a busy machine does not hold the show's start on it
+    _low_priority()
     results.send("ready")
-    mp4 = shared = None
+    mp4 = ring = None
     error, frames_in, audio_read = None, 0, 0
     try:
         while True:
@@ -302,7 +353,7 @@ def _encode(messages, results, credits, path, size, fps, crf, preset, parent_pid
                     message = None          # the show was killed: finish what we have
             elif os.getppid() != parent_pid:
                 message = None
-            if shared is not None:          # the audio up to now, before the frame it led to
+            if mp4 is not None:             # the audio up to now, before the frame it led to
                 end = int(audio_end[0])
                 audio_read = max(audio_read, end - ring.shape[1])   # a lapped ring lost the rest
                 while audio_read < end:
@@ -315,13 +366,8 @@ def _encode(messages, results, credits, path, size, fps, crf, preset, parent_pid
             if message == "idle":
                 continue
             if message[0] == "open":
-                from multiprocessing import shared_memory
-
-                _, name, rate, channels, ring_len, slot_bytes, slots = message
-                shared = shared_memory.SharedMemory(name=name)
-                audio_end = np.ndarray((1,), np.int64, shared.buf, 0)
+                _, rate, channels, ring_len = message
                 ring = np.ndarray((channels, ring_len), np.float32, shared.buf, 8)
-                slot_view = np.ndarray((slots, slot_bytes), np.uint8, shared.buf, 8 + 4 * channels * ring_len)
                 mp4 = _FragmentedMp4(path, size, fps, rate, channels, crf, preset)
             elif message[0] == "frame":
                 _, pts, shape = message
@@ -341,9 +387,8 @@ def _encode(messages, results, credits, path, size, fps, crf, preset, parent_pid
         except Exception as exc:  # noqa: BLE001
             error = error or f"could not finish the file: {exc}"
         result = {"frames": mp4.frames, "duration_s": mp4.duration_s}
-    if shared is not None:
-        audio_end = ring = slot_view = None
-        shared.close()
+    audio_end = ring = slot_view = None
+    shared.close()
     if error:
         result["error"] = error
     try:
@@ -359,7 +404,7 @@ class _FragmentedMp4:
     def __init__(self, path, size, fps, rate, channels, crf, preset):
         import av
 
-        from .video import _BT709, _LIMITED_RANGE
+        from .video import BT709, LIMITED_RANGE
 
         self._av = av
         self.size, self.rate = size, int(rate)
@@ -376,8 +421,8 @@ class _FragmentedMp4:
         # one encoder thread: the recording takes at most one core from the show
         video.options = {"crf": str(crf), "preset": preset, "forced-idr": "1", "threads": "1"}
         context = video.codec_context
-        context.colorspace = context.color_primaries = context.color_trc = _BT709
-        context.color_range = _LIMITED_RANGE
+        context.colorspace = context.color_primaries = context.color_trc = BT709
+        context.color_range = LIMITED_RANGE
         self._video = video
         self._audio = self._container.add_stream("aac", rate=self.rate,
                                                  layout="mono" if self.channels == 1 else "stereo")

@@ -37,7 +37,7 @@ AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000,
 SIZE_EXPECTED = "expected WIDTHxHEIGHT with positive even numbers, e.g. 1280x720"
 
 # av's enum values for the stream's colour tags (libavutil's AVCOL_*): BT.709, limited ("MPEG") range.
-_BT709, _LIMITED_RANGE = 1, 1
+BT709, LIMITED_RANGE = 1, 1
 
 
 def parse_size(text):
@@ -89,7 +89,7 @@ def _check_path(path):
     return path
 
 
-def _audio_channels(audio):
+def audio_channels(audio):
     """Mono (n,) or (n, 1), stereo (n, 2) or (2, n) -> float32 (channels, n), C-contiguous."""
     samples = np.asarray(audio, dtype=np.float32)
     if samples.ndim == 1:
@@ -132,7 +132,7 @@ class VideoWriter:
         self.fps = check_fps(fps)
         self.path = _check_path(path)  # last: it may create the folder
         self.frames_written = 0
-        self._audio = None if audio is None else _audio_channels(audio)
+        self._audio = None if audio is None else audio_channels(audio)
         self.audio_rate = int(audio_rate)
         if self._audio is not None and self.audio_rate not in AAC_RATES:
             raise ValueError(f"audio_rate {audio_rate}: AAC takes one of {AAC_RATES} Hz")
@@ -160,8 +160,8 @@ class VideoWriter:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": str(preset)}
         context = stream.codec_context
-        context.colorspace = context.color_primaries = context.color_trc = _BT709
-        context.color_range = _LIMITED_RANGE
+        context.colorspace = context.color_primaries = context.color_trc = BT709
+        context.color_range = LIMITED_RANGE
         return stream
 
     def _add_audio_stream(self, bit_rate):

@@ -72,16 +72,34 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 from PIL import Image
 
+from ...control.catalog import MODES
 from ...errors import UserError
-from .access import HEADERS, host_and_port, is_loopback, new_token, origin_host, own_addresses, own_names, \
-    redact, token_matches, url_host
-from .limits import IDLE_TIMEOUT_S, MAX_MESSAGE_BYTES, MESSAGES_PER_S, Client, Gate, ServerLogs, Tally, \
-    raise_open_files
+from .access import (
+    HEADERS,
+    host_and_port,
+    is_loopback,
+    new_token,
+    origin_host,
+    own_addresses,
+    own_names,
+    redact,
+    token_matches,
+    url_host,
+)
+from .limits import (
+    IDLE_TIMEOUT_S,
+    MAX_MESSAGE_BYTES,
+    MESSAGES_PER_S,
+    Client,
+    Gate,
+    ServerLogs,
+    Tally,
+    raise_open_files,
+)
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
-MODES = ("weighted", "magellan", "explore")  # navigate.MODES, repeated: outputs import nothing upstream
 CONTROL_RANGES = {  # numeric controls: (min, max), inclusive; the page's sliders use the same ranges
     "temperature": (0.01, 2.0),
     "speed": (0.0, 4.0),
@@ -375,7 +393,7 @@ class WebOutput:
 
     async def _websocket(self, request):
         # heartbeat 30 s (a pong may take 15): a browser starved of CPU on a busy laptop answered
-        # a 10 s heartbeat late and was dropped mid-show (benchmarks/resolution_targets.py at 60 fps)
+        # a 10 s heartbeat late and was dropped mid-show (benchmarks/live/resolution_targets.py at 60 fps)
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES,
                                    compress=False)  # deflate: CPU per frame and page; JPEG saves more
         await ws.prepare(request)

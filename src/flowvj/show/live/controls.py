@@ -1,0 +1,216 @@
+"""The live controls applied: every input (keys, the page, OSC, MIDI, scenes) posts on the control
+bus; the loop drains it once a frame, in its own thread, and applies each event here. Each change
+is announced (one terminal line, a caption on the window and the page); one that fails is one
+line and an `errors` count, never the end of the show. A part of LiveLoop (loop.py), kept apart
+so that the loop's module holds its clock and pacing."""
+
+import logging
+import math
+import time
+
+from ...control.catalog import MODES
+from ...control.scenes import image_set_name, save_scenes, scene_now
+from ...errors import UserError
+from ..navigate import lerp, slerp
+from ..sizes import size_text
+from .faults import maybe_fail
+
+log = logging.getLogger("flowvj.show.live")
+NOTICE_S = 2.5  # how long a control change's caption stays on screen
+MAX_SCENES = 99  # scenes a show keeps (saving more is refused): keys 1-9, the page's list, the file
+ERROR_LOG_S = 5.0  # a failure's line is logged again at most this often
+
+
+class ControlsApplied:
+    """LiveLoop's controls (see LiveLoop's docstring for the list); mixed into LiveLoop."""
+
+
+
+    SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
+
+    def controls(self):
+        """The live controls' current values, as the page shows them."""
+        values = {"mode": self.show.navigator.mode_name, "speed": self.speed,
+                  "sensitivity": self.sensitivity, "brightness": self.brightness,
+                  "blackout": int(self.blackout), "freeze": int(self.frozen)}
+        if self.temperature:
+            values["temperature"] = self.temperature
+        if self.image_set is not None:
+            values["image_set"] = self.image_set
+        learners = [o.output for o in self.attached if o.handles("midi_learn")]
+        values["midi_learn"] = getattr(learners[0], "armed", "") if learners else ""   # "": not armed
+        return values
+
+    def _apply(self, action, value=None, source=""):
+        """Apply one control; returns the caption announcing it, or None if nothing changed.
+        A control that fails is one line and an `errors` count, never the end of the show."""
+        names, navigator = list(MODES), self.show.navigator
+        try:
+            maybe_fail("control")
+            if action == "quit":
+                self.running = False
+                return None
+            if action == "next_mode":
+                self._set_mode(names[(names.index(navigator.mode_name) + 1) % len(names)])
+                return f"mode: {navigator.mode_name}"
+            if action == "mode" and value in MODES:
+                self._set_mode(value)
+                return f"mode: {value}"
+            if action == "next_image":
+                navigator.next_image()
+                return "next image"
+            if action == "temperature":
+                self.temperature = navigator.set_temperature(float(value))
+                return f"temperature: {self.temperature:.2f}"
+            if action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
+                setattr(self, action, float(value))
+                return f"{action}: {float(value):.2f}x"
+            if action == "brightness" and 0.0 <= float(value) <= 1.0:
+                self.brightness = float(value)
+                return f"brightness: {self.brightness:.2f}"
+            if action in ("blackout", "toggle_blackout"):
+                self.blackout = (not self.blackout) if action == "toggle_blackout" else bool(int(value))
+                return "blackout" if self.blackout else "blackout off"
+            if action in ("freeze", "toggle_freeze"):
+                self.frozen = (not self.frozen) if action == "toggle_freeze" else bool(int(value))
+                return "freeze" if self.frozen else "freeze off"
+            if action == "image_set":
+                if value not in self.image_sets:
+                    offered = ", ".join(map(str, self.image_sets)) or "none (see --image-sets)"
+                    return f"no image set {value!r}; offered: {offered}"
+                if value == self.image_set and self._wanted_set is None:
+                    return None         # already showing: encoding it again would only cost time
+                self._want_image_set(value)
+                return f"image set: {value} (loading)"
+            if action == "gen_size":
+                return self._want_size(value)
+            if action in ("scene", "save_scene"):   # keys 1-9 send the scene's place (an int)
+                return self._scene_control(action, value)
+            handler = next((o for o in self.attached if o.handles(action)), None)
+            if handler is not None:     # a control of a listener's own (MIDI learn's "midi_learn")
+                return handler.handle(action, value)
+            if action == "midi_learn":  # no listener takes it: say why, on the page and the window
+                return "MIDI learn needs a MIDI controller: start the show with --midi-in NAME"
+            if action not in self.SILENT_ACTIONS:
+                log.info("live: ignored control %r = %r", action, value)
+        except (UserError, TypeError, ValueError) as error:
+            log.warning("live: ignored control %r = %r: %s", action, value, error)
+        except Exception as error:  # noqa: BLE001 - one control must never end the show
+            self._fault(f"control {action}", error)
+        return None
+
+    def _fault(self, where, error):
+        """A failure the show survives: counted in `errors`, one line in the terminal (the same
+        line at most once per ERROR_LOG_S, with how many times it happened meanwhile)."""
+        self.errors += 1
+        line = f"live: {where} failed, the show goes on: {type(error).__name__}: {error}".splitlines()[0]
+        now = time.perf_counter()
+        last, repeats = self._error_lines.get(line, (None, 0))
+        if last is None or now - last >= ERROR_LOG_S:
+            log.error("%s%s", line, f" (and {repeats} more times)" if repeats else "")
+            self._error_lines[line] = (now, 0)
+        else:
+            self._error_lines[line] = (last, repeats + 1)
+        if len(self._error_lines) > 256:        # bounded, whatever the messages
+            self._error_lines.clear()
+
+    def announce(self, text):
+        """One line in the terminal and a caption on screen (window and page) for a while."""
+        log.info("%s", text)
+        self.notice, self.notice_id = text, self.notice_id + 1
+        self._notice_until = time.perf_counter() + NOTICE_S
+        values = self.controls()
+        for output in self.attached:
+            try:
+                output.update_controls(values)
+            except Exception as error:  # noqa: BLE001 - one output's failure must not end the show
+                self._fault(f"{output.name} controls", error)
+
+    QUANTISED = ("mode", "next_mode", "image_set", "scene")
+
+    def _drain_controls(self, bar_line=False):
+        """Post the outputs' controls on the bus, then apply everything on it; with a clock and a
+        quantum, bar-quantised changes wait in _deferred for the next bar line."""
+        for output in self.attached:
+            try:
+                for action in output.poll():
+                    name = str(action.value if hasattr(action, "value") else action)
+                    if name.startswith("scene:"):       # keys 1-9: the scene at that place in the file
+                        self.bus.post("scene", int(name[6:]), source="key")
+                        continue
+                    self.bus.post(name, source="key")
+                for name, value in output.pending_controls():
+                    self.bus.post(name, value, source="page")
+            except Exception as error:  # noqa: BLE001 - one output's failure must not end the show
+                self._fault(f"{output.name} controls", error)
+        events = [(e.name, e.value, e.source) for e in self.bus.drain()]
+        if bar_line:
+            events, self._deferred = self._deferred + events, []
+        quantise = self.quantum is not None and self.stage.clock_beat is not None
+        for name, value, source in events:
+            if quantise and not bar_line and name in self.QUANTISED:
+                self._deferred.append((name, value, source))
+                continue
+            caption = self._apply(name, value, source)
+            if caption:
+                self.announce(caption)
+                for output in self.attached:
+                    try:
+                        output.control_applied(name, value, caption)
+                    except Exception as error:  # noqa: BLE001 - as above
+                        self._fault(f"{output.name} listener", error)
+
+    def _scene_control(self, action, name):
+        """Recall a scene (by name, or by its place from 1) or save the show's state as one, in
+        the --scenes file (`scene_file`); see control/scenes.py. Returns the caption."""
+        navigator = self.show.navigator
+        if action == "save_scene":
+            scene = scene_now(name, self.image_sets.get(self.image_set), navigator.mode_name,
+                              navigator.interpolation, self.temperature, self.speed,
+                              self.sensitivity, self.brightness, self.show.gen_size)
+            if getattr(self, "scene_file", None) is None:
+                raise UserError("no --scenes FILE to save the scene in")
+            if scene.name not in self.scenes and len(self.scenes) >= MAX_SCENES:
+                raise UserError(f"{self.scene_file} holds {MAX_SCENES} scenes already, the most a show keeps")
+            self.scenes[scene.name] = self._unsaved[scene.name] = scene   # written off the loop
+            self.scene = scene.name
+            return f"scene saved: {scene.name}"
+        names = list(self.scenes)
+        if isinstance(name, int) and 1 <= name <= len(names):
+            name = names[name - 1]
+        scene = self.scenes.get(name) if isinstance(name, str) else None
+        if scene is None:
+            log.info("live: no scene %r (scenes: %s)", name, ", ".join(names) or "none")
+            return None
+        if scene.interpolation and scene.interpolation != navigator.interpolation:
+            navigator.interpolation = scene.interpolation
+            navigator.interpolate = slerp if scene.interpolation == "slerp" else lerp
+        if scene.temperature is not None:
+            self.temperature = navigator.set_temperature(scene.temperature)
+        restyled = navigator.interpolate is not navigator.mode.interpolate   # the mode's own is old
+        if (scene.mode and scene.mode != navigator.mode_name) or restyled:
+            self._set_mode(scene.mode or navigator.mode_name)      # cross-faded
+        for key in ("speed", "sensitivity", "brightness"):
+            if getattr(scene, key) is not None:
+                setattr(self, key, getattr(scene, key))
+        image_set = image_set_name(self.image_sets, scene)
+        if image_set is not None and image_set != self.image_set:
+            self._want_image_set(image_set)
+        self.scene = scene.name
+        kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
+        return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
+                                         f"{size_text(scene.gen_size)})" if kept else "")
+
+    def _set_mode(self, name):
+        options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}
+        self.show.navigator.set_mode(name, **options)
+
+    def write_scenes(self):
+        """Write the scenes saved live and not yet written, now, in this thread (at the end of
+        the show; during it, _save_scenes writes them in the background)."""
+        unsaved, self._unsaved = list(self._unsaved.values()), {}
+        if unsaved:
+            try:
+                save_scenes(self.scene_file, unsaved)
+            except UserError as error:
+                log.error("live: %s", error)

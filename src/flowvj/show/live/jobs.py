@@ -1,0 +1,198 @@
+"""Work off the frame loop, and the size policy applied: image-set loads, generation-size builds
+and scene-file writes run in background threads (background.py), each keyed by the state it was
+made for, one of a kind at a time; the loop takes what finished once a frame and applies it only
+while it still fits the show. A part of LiveLoop (loop.py)."""
+
+import logging
+import time
+
+from ...control.scenes import save_scenes
+from ...errors import UserError
+from ...images import load_show_images, resize_images
+from ..generator import Generator
+from ..sizes import (
+    area,
+    check_frame_size,
+    check_gen_fits_model,
+    check_gen_memory,
+    parse_size,
+    size_text,
+)
+
+log = logging.getLogger("flowvj.show.live")
+
+
+class OffLoopWork:
+    """LiveLoop's background work and size changes; mixed into LiveLoop."""
+
+
+
+    def _want_image_set(self, name):
+        """Load and encode an image set in the background; only the newest request is ever used."""
+        self._requests += 1
+        self._wanted_set = (self._requests, name)
+        self._start_image_set()
+
+    def _start_image_set(self):
+        if self._background.busy("images"):     # one load at a time; the newest starts after it
+            self._queued.add("images")
+            return
+        number, name = self._wanted_set
+        show = self.show
+        self._background.start("images", (number, self._state), self._load_image_set,
+                               list(self.image_sets[name] or []) or None, show.generator, show.gen_size)
+
+    @staticmethod
+    def _load_image_set(specs, generator, size):
+        images = load_show_images(specs, size)
+        return generator.encode(images), images
+
+    def _want_size(self, value):
+        """The `gen_size` control ("WxH"): build that generation size in the background and swap
+        it in (a performer's choice, or the size policy's); the caption, or None."""
+        size = check_frame_size(parse_size(value, "gen_size"), flag="gen_size")
+        if self.policy is not None and size not in self.policy.ladder:
+            raise UserError(f"gen_size {size_text(size)}: expected one of "
+                            f"{', '.join(map(size_text, self.policy.ladder))} (the sizes this show "
+                            "steps between, from --min-gen-size up)")
+        check_gen_fits_model(size, self.show.model, flag="gen_size")
+        check_gen_memory(size, self.show.model, flag="gen_size")
+        if size == tuple(self.show.gen_size):
+            if self._wanted_size is None:
+                return None
+            self._wanted_size = None        # a build under way is dropped when it arrives
+            if self.policy is not None:
+                self.policy.moved(time.perf_counter() - self._started, "size", size)
+            return f"generation size stays {size_text(size)}"
+        self._wanted_size = size
+        self._start_size()
+        return f"generation size {size_text(self.show.gen_size)} -> {size_text(size)} (building)"
+
+    def _start_size(self):
+        if self._background.busy("size"):       # one build at a time; the newest starts after it
+            self._queued.add("size")
+            return
+        show = self.show
+        self._background.start("size", (self._wanted_size, self._state), self._build_size, show.model,
+                               self._wanted_size, show.precision, show.device,
+                               self._threads.get(self._wanted_size), show.images)
+
+    @staticmethod
+    def _build_size(model, size, precision, device, threads, images):
+        generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
+        images = resize_images(images, size)
+        return generator, generator.encode(images), images
+
+    def _save_scenes(self):
+        """Write the scenes saved live to the --scenes file, one writer at a time: saves that
+        arrive while it writes are coalesced into its next write, so the file work never runs
+        in the frame loop and never queues up, whatever the rate (issue 25: 20 saves a second
+        took the page from 30 to 0.5 fps when each one rewrote the file in the loop)."""
+        if not self._unsaved or self._background.busy("save"):
+            return
+
+        unsaved, self._unsaved = list(self._unsaved.values()), {}
+        self._background.start("save", None, save_scenes, self.scene_file, unsaved)
+
+    def _take_finished(self):
+        """Apply the background jobs that finished, where they still fit the show; restart the
+        ones whose state moved on while they ran, if they are still wanted."""
+        for done in self._background.take():
+            try:
+                if done.error is not None:
+                    self._job_failed(done)
+                elif done.kind == "images":
+                    self._arrived_images(done)
+                elif done.kind == "size":
+                    self._arrived_size(done)
+            except Exception as error:  # noqa: BLE001 - one job's failure must not end the show
+                self._fault(f"background {done.kind}", error)
+        for kind, wanted, start in (("images", self._wanted_set, self._start_image_set),
+                                    ("size", self._wanted_size, self._start_size)):
+            if kind in self._queued and not self._background.busy(kind):
+                self._queued.discard(kind)
+                if wanted is not None:      # for the state as it is now
+                    start()
+        self._save_scenes()
+
+    def _job_failed(self, done):
+        if done.kind == "images" and self._wanted_set and done.key[0] == self._wanted_set[0]:
+            name, self._wanted_set = self._wanted_set[1], None
+            if isinstance(done.error, UserError):
+                self.errors += 1
+                log.error("live: image set %r not loaded: %s", name, done.error)
+                self.announce(f"image set {name}: not loaded (see the terminal)")
+                return
+        elif done.kind == "size" and done.key[0] == self._wanted_size:
+            self._wanted_size = None
+            if self.policy is not None:
+                self.policy.moved(time.perf_counter() - self._started, "size", tuple(self.show.gen_size))
+        self._fault(f"background {done.kind}", done.error)
+
+    def _arrived_images(self, done):
+        number, state = done.key
+        if self._wanted_set is None or number != self._wanted_set[0]:
+            return                          # a newer request came after it: dropped
+        if state != self._state:            # the size changed while it loaded: load again
+            self._start_image_set()
+            return
+        name, self._wanted_set = self._wanted_set[1], None
+        latents, images = done.result
+        self.show.navigator.set_images(latents)
+        self._swap(latents=latents, images=images)
+        self.image_set = name
+        if self.temperature:
+            self.show.navigator.set_temperature(self.temperature)
+        self.announce(f"image set: {name} ({len(latents)} images)")
+
+    def _arrived_size(self, done):
+        size, state = done.key
+        if size != self._wanted_size:
+            return                          # another size was asked for since: dropped
+        if state != self._state:            # the images changed while it built: build again
+            self._start_size()
+            return
+        self._wanted_size = None
+        generator, latents, images = done.result
+        before = size_text(self.show.gen_size)
+        generator.bad_frames += self.show.generator.bad_frames
+        self.show.navigator.resize_images(latents)
+        self.show.generator = generator
+        self._swap(latents=latents, images=images)
+        self.work_ms.clear()
+        now_s = round(time.perf_counter() - self._started, 2)
+        after = size_text(size)
+        self.size_changes.append([now_s, before, after])
+        if size[0] * size[1] < area(before):
+            self.step_downs.append((now_s, before, after))
+        if self.policy is not None:
+            self.policy.moved(now_s, "size", size)
+        self.announce(f"generation size {before} -> {after}")
+
+    def _swap(self, latents, images):
+        """New latents and images in the Show: every job made for the old ones is now stale."""
+        self.show.image_latents, self.show.images = latents, images
+        self._state += 1
+
+    def _adapt(self, now):
+        """Feed the size policy this frame's timing and apply what it decides: a generation size
+        (built in the background, swapped in when ready) or a frame rate (at once)."""
+        if self.policy is None or self._wanted_size is not None:
+            return
+        now_s = now - self._started
+        decision = self.policy.decide(now_s)
+        if decision is None:
+            return
+        kind, value = decision
+        if kind == "fps":
+            before, self.fps = self.fps, float(value)
+            self.fps_changes.append([round(now_s, 2), before, self.fps])
+            self.policy.moved(now_s, "fps", self.fps)
+            self.announce(f"frame rate {before:g} -> {self.fps:g} fps "
+                          f"({'frames ran late' if self.fps < before else 'headroom returned'})")
+        elif kind == "size" and tuple(value) != tuple(self.show.gen_size):
+            self._wanted_size = tuple(value)
+            self._start_size()
+            log.info("live: generation size %s -> %s (%s): building", size_text(self.show.gen_size),
+                     size_text(value), "frames ran late" if area(value) < area(self.show.gen_size)
+                     else "headroom returned")
