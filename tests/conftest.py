@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+REPO = Path(__file__).resolve().parents[1]      # the checkout: tests/ mirrors src/flowvj/ below it
+SHARED = REPO.parent / "shared"                 # the workplace's read-only data, beside the checkout
+SHARED_CIFAR10 = SHARED / "data" / "cifar10"
 FLOWVJ = Path(sys.executable).with_name("flowvj")  # the console script installed beside this python
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

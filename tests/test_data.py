@@ -17,7 +17,9 @@ from flowvj import data
 from flowvj.data import load_cifar_archive, load_dataset, load_image, load_image_folder
 from flowvj.errors import UserError
 
-SHARED_CIFAR10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+from conftest import SHARED
+
+SHARED_CIFAR10 = SHARED / "data" / "cifar10"
 
 
 def _save(image, path):

@@ -7,7 +7,9 @@ three cycles), so a new arrow that runs up or closes a circle fails here, with i
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "flowvj"
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "flowvj"
 
 # Each room may import only from the rooms on the floors below it (or from itself); the shared
 # floor's small modules may import each other (the cycle test still holds them).

@@ -104,7 +104,8 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
 
 
 def run_live(args, outputs_for):
-    """play / live / serve: one live loop; `outputs_for(args)` opens the outputs."""
+    """play / live / serve: one live loop; `outputs_for(args, image_sets, scenes)` opens the
+    outputs (the image sets and scenes read once, here, before the model loads)."""
     image_sets = _image_sets(args)      # checked before the model loads
     scenes, record = _scenes(args), _record_path(args)      # --scenes and --record, before it too
     bus, osc_input, osc_outputs = _osc_io(args)     # a port in use or a bad --osc-send, before it too
@@ -123,7 +124,7 @@ def run_live(args, outputs_for):
     outputs, recorders = osc_outputs + ndi_outputs + midi_outputs, []
     try:        # every way out from here closes what was opened (threads, sockets, files)
         print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
-        outputs = outputs_for(args) + outputs
+        outputs = outputs_for(args, image_sets, scenes) + outputs
         recorders = _recorder(args, record, source)
         outputs += recorders
         with source:
@@ -248,7 +249,8 @@ def _dj_inputs(args, bus):
     return outputs, (clocks.FirstClock(found) if len(found) > 1 else found[0] if found else None)
 
 
-def window_outputs(args):
+def window_outputs(args, image_sets=None, scenes=None):
+    """The window (play, live); it offers no image sets or scenes of its own (keys 1-9 recall)."""
     from ...outputs.window import Window
 
     return [Window(size=args.size, fullscreen=args.fullscreen, display=args.display,
@@ -270,12 +272,12 @@ def _image_sets(args):
     return sets
 
 
-def web_outputs(args):
+def web_outputs(args, image_sets, scenes):
+    """The page (serve), offering the image sets and the scenes run_live read."""
     from ...outputs.web import WebOutput
 
     web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode},
-                    image_sets=list(_image_sets(args)),
-                    scenes=list(load_scenes(args.scenes)) if args.scenes else None).start()
+                    image_sets=list(image_sets), scenes=list(scenes) if args.scenes else None).start()
     for url in web.urls:  # beyond loopback: the LAN address(es), with the token the server asks for
         print(f"open {url} in a browser", flush=True)
     return [web]

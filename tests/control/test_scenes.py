@@ -17,7 +17,7 @@ from flowvj.show.live.loop import LiveLoop
 from flowvj.show.pipeline import Show
 from flowvj.errors import UserError
 from flowvj.flow import RealNVP
-from test_engine import SHARED_IMAGES
+from test_pipeline import SHARED_IMAGES
 from test_flow import perturbed
 
 CALM = [SHARED_IMAGES / "skimage_astronaut.png", SHARED_IMAGES / "skimage_coffee.png"]

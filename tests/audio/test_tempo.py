@@ -12,7 +12,9 @@ from flowvj.audio.sources import FileSource
 from flowvj.audio.synth import synth_track
 from flowvj.audio.tempo import BeatTracker, beat_alignment, beat_f_measure, tempo_salience
 
-MUSIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "music"
+from conftest import SHARED
+
+MUSIC = SHARED / "data" / "music"
 FRAME_RATE = 44100 / 512
 
 

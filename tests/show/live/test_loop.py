@@ -13,7 +13,7 @@ from flowvj.images import load_show_images
 from flowvj.show.live.loop import LiveLoop
 from flowvj.show.pipeline import Show
 from flowvj.flow import RealNVP
-from test_engine import image_files  # noqa: F401  (fixture)
+from test_pipeline import image_files  # noqa: F401  (fixture)
 from test_flow import perturbed
 
 

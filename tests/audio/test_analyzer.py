@@ -16,7 +16,9 @@ from flowvj.audio.analyzer import Analyzer, analyze, attack_release, band_edges,
 from flowvj.audio.sources import FileSource
 from flowvj.audio.synth import synth_track, write_track
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED
+
+DATA = SHARED / "data"
 KICKS_808 = 0.505 + np.arange(19) * 0.4992          # the 19 kicks of beatnet_808kick120bpm.mp3
 BLOCK_S = 1024 / 44100
 
@@ -24,7 +26,7 @@ BLOCK_S = 1024 / 44100
 @lru_cache(maxsize=None)
 def _shared_audio(relative):
     """Decoded mono 44.1 kHz samples of a file in ../shared/data; fails (never skips) if missing."""
-    path = SHARED / relative
+    path = DATA / relative
     if not path.is_file():
         pytest.fail(f"shared test data missing: {path}")
     return FileSource(path).samples

@@ -15,7 +15,9 @@ from flowvj.show.pipeline import Show, frame_bounds
 from flowvj.flow import RealNVP, save_checkpoint
 from test_flow import perturbed
 
-SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
+from conftest import SHARED
+
+SHARED_IMAGES = SHARED / "data" / "images"
 FLOWVJ = Path(sys.executable).with_name("flowvj")
 DEMO_PICKS = ["skimage_astronaut.png", "skimage_coffee.png", "ukui_goldfish.png", "mate_nature_Aqua.jpg"]
 

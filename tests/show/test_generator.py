@@ -14,7 +14,9 @@ from flowvj.flow import RealNVP, load_model
 from flowvj.show.generator import Generator, TWO_THREAD_PIXELS, default_threads, resolve_device
 from test_flow import perturbed
 
-DEMO = sorted((Path(__file__).resolve().parents[1] / "src" / "flowvj" / "assets" / "images").glob("*.jpg"))
+from conftest import REPO
+
+DEMO = sorted((REPO / "src" / "flowvj" / "assets" / "images").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,9 @@ from flowvj.flow.realnvp import (
     AffineCoupling, channel_mask, checkerboard_mask, squeeze2x2, unsqueeze2x2,
 )
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+from conftest import SHARED
+
+CIFAR = SHARED / "data" / "cifar10"
 
 
 def perturbed(model, seed=0, input_shape=None):

@@ -19,7 +19,9 @@ from flowvj.data import load_dataset
 from flowvj.flow import RealNVP, load_model, preset_config, read_checkpoint
 from flowvj.lab.train import TrainOptions, evaluate, to_unit, train
 
-TESTS = Path(__file__).resolve().parent
+from conftest import REPO
+
+TESTS = REPO / "tests"
 FLOWVJ = Path(sys.executable).with_name("flowvj")
 
 

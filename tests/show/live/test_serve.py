@@ -17,7 +17,7 @@ from flowvj.show.live.loop import LiveLoop
 from flowvj.show.pipeline import Show
 from flowvj.flow import RealNVP
 from flowvj.show.navigate import Navigator
-from test_engine import image_files  # noqa: F401  (fixture)
+from test_pipeline import image_files  # noqa: F401  (fixture)
 from test_flow import perturbed
 from test_navigate import features, image_latents, mean_norm, steps
 from test_web import browser  # noqa: F401  (fixture)

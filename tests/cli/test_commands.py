@@ -18,7 +18,7 @@ import pytest
 from conftest import FLOWVJ
 from flowvj.audio.decode import decode
 from pulse import PulseDaemon
-from test_sources import SHARED, TRACK, TRACK_BPM
+from test_sources import DATA, TRACK, TRACK_BPM
 from test_web import browser  # noqa: F401  (fixture)
 
 STATS_KEYS = {"frames", "median_fps", "p95_frame_ms", "median_latency_ms", "tempo_bpm", "bad_frames",
@@ -159,7 +159,7 @@ def test_a_rendered_video_moves_with_dense_200_bpm_sixteenths(run_flowvj, tmp_pa
     # and 0.603 (explore) at lag 0; 0.471 and 0.488 when the flux took the analyzer's 11.6 ms
     # frames and video frames took the audio up to the next frame (before 2026-12-04)
     video = tmp_path / f"{mode}.mp4"
-    result = run_flowvj("render", SHARED / "music" / "lmms_Socceroos-Progress_200bpm.ogg", "-o", video,
+    result = run_flowvj("render", DATA / "music" / "lmms_Socceroos-Progress_200bpm.ogg", "-o", video,
                         "--mode", mode, "--start", "30", "--duration", "15", "--size", "160x90", timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     result = run_flowvj("sync", "--json", video, timeout=120)
@@ -169,7 +169,7 @@ def test_a_rendered_video_moves_with_dense_200_bpm_sixteenths(run_flowvj, tmp_pa
 
 
 def test_play_with_a_track_after_images_takes_it_as_the_track(run_flowvj, excerpt, subprocess_env, tmp_path):
-    images = SHARED / "images"
+    images = DATA / "images"
     stats_path = tmp_path / "s.json"
     env = dict(subprocess_env, SDL_VIDEODRIVER="dummy", SDL_RENDER_DRIVER="software")
     result = subprocess.run([str(FLOWVJ), "play", "--images", str(sorted(images.glob("*.jpg"))[0]),

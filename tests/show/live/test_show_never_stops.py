@@ -21,10 +21,10 @@ import pytest
 from PIL import Image
 from pythonosc.udp_client import SimpleUDPClient
 
-from conftest import FLOWVJ
+from conftest import FLOWVJ, SHARED
 from flowvj.audio.synth import synth_track, write_track
 
-SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
+SHARED_IMAGES = SHARED / "data" / "images"
 STORM_S = 120.0
 RATE_HZ = 20.0
 

@@ -26,10 +26,11 @@ from flowvj.audio.decode import decode, resample
 from flowvj.audio.ringbuffer import RingBuffer
 from flowvj.audio.sources import FileSource
 from flowvj.errors import UserError
+from conftest import SHARED
 from pulse import PulseDaemon
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRACK = SHARED / "music" / "lmms_EsoXLB-CPU_128bpm.ogg"
+DATA = SHARED / "data"
+TRACK = DATA / "music" / "lmms_EsoXLB-CPU_128bpm.ogg"
 TRACK_BPM = 128.0
 FLOWVJ = Path(sys.executable).with_name("flowvj")
 RATE = 44100
@@ -145,10 +146,10 @@ def test_file_source_blocks_cover_the_signal_with_their_start_times(tmp_path):
 
 
 def test_real_shared_tracks_decode_with_their_declared_duration():
-    oggs, opuses = sorted((SHARED / "music").glob("*.ogg")), sorted((SHARED / "music").glob("*.opus"))
+    oggs, opuses = sorted((DATA / "music").glob("*.ogg")), sorted((DATA / "music").glob("*.opus"))
     if len(oggs) < 8 or len(opuses) < 2:
-        pytest.fail(f"real test data missing: expected 8 .ogg and 2 .opus in {SHARED / 'music'}")
-    files = [*oggs, *opuses, shared_file(SHARED / "beats" / "beatnet_808kick120bpm.mp3")]
+        pytest.fail(f"real test data missing: expected 8 .ogg and 2 .opus in {DATA / 'music'}")
+    files = [*oggs, *opuses, shared_file(DATA / "beats" / "beatnet_808kick120bpm.mp3")]
     for path in files:
         decoded_s = len(decode(path)) / RATE
         with av.open(str(path)) as container:
@@ -183,7 +184,7 @@ def bad_files(tmp_path):
     Image.new("RGB", (16, 16)).save(tmp_path / "picture.png")
     sf.write(tmp_path / "no_samples.wav", np.zeros(0, np.float32), RATE)
     half_ogg = tmp_path / "half_track.ogg"
-    half_ogg.write_bytes(shared_file(SHARED / "music" / "lmms_Alf42red-Mauiwowi_102bpm.ogg").read_bytes())
+    half_ogg.write_bytes(shared_file(DATA / "music" / "lmms_Alf42red-Mauiwowi_102bpm.ogg").read_bytes())
     return {
         "empty": tmp_path / "empty.wav",
         "missing": tmp_path / "missing.flac",

@@ -14,7 +14,7 @@ import mido
 import pytest
 import torch
 
-from conftest import FLOWVJ
+from conftest import FLOWVJ, REPO
 from flowvj.audio.sources import FileSource, SilentPlayback
 from flowvj.audio.synth import synth_track, write_track
 from flowvj.control.clock import FirstClock, MidiClock
@@ -24,10 +24,10 @@ from flowvj.show.pipeline import Show
 from flowvj.flow import RealNVP
 from jack import jack  # noqa: F401  (fixture)
 from test_bad_input import one_line_error
-from test_engine import image_files  # noqa: F401  (fixture)
+from test_pipeline import image_files  # noqa: F401  (fixture)
 from test_flow import perturbed
 
-PEER = Path(__file__).with_name("link_peer.py")
+PEER = REPO / "tests" / "link_peer.py"
 NAMESPACE_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
 
 

@@ -23,7 +23,7 @@ from flowvj.errors import UserError
 from flowvj.flow import RealNVP
 from jack import jack, virtual_output  # noqa: F401  (fixture)
 from test_bad_input import one_line_error
-from test_engine import image_files  # noqa: F401  (fixture)
+from test_pipeline import image_files  # noqa: F401  (fixture)
 from test_flow import perturbed
 
 MAPPING = """\
