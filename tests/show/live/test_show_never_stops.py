@@ -149,4 +149,10 @@ def test_a_size_built_for_the_old_image_set_is_built_again_for_the_new_one(tmp_p
     loop._take_finished()
     assert tuple(show.gen_size) == (64, 32) and show.image_latents.shape[0] == 6
     assert show.navigator.image_latents.shape[0] == 6 and loop.errors == 0
+    first = loop._generators[(32, 32)]      # kept: a step back reuses it, no new ONNX session
+    loop._apply("gen_size", "32x32")
+    while loop._background.busy("size"):
+        time.sleep(0.01)
+    loop._take_finished()
+    assert show.generator is first and tuple(show.gen_size) == (32, 32) and show.image_latents.shape[0] == 6
     loop._background.close()

@@ -75,11 +75,16 @@ class OffLoopWork:
         show = self.show
         self._background.start("size", (self._wanted_size, self._state), self._build_size, show.model,
                                self._wanted_size, show.precision, show.device,
-                               self._threads.get(self._wanted_size), show.images)
+                               self._threads.get(self._wanted_size), show.images,
+                               self._generators.pop(self._wanted_size, None))
 
     @staticmethod
-    def _build_size(model, size, precision, device, threads, images):
-        generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
+    def _build_size(model, size, precision, device, threads, images, generator=None):
+        """The images encoded at `size`, with the Generator kept from an earlier visit to that
+        size where there is one: a step back up reuses its ONNX session (no export, no new
+        session: the show's memory stays flat as the size goes up and down)."""
+        if generator is None:
+            generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
         images = resize_images(images, size)
         return generator, generator.encode(images), images
 
@@ -147,17 +152,20 @@ class OffLoopWork:
 
     def _arrived_size(self, done):
         size, state = done.key
-        if size != self._wanted_size:
-            return                          # another size was asked for since: dropped
+        generator, latents, images = done.result
+        if size != self._wanted_size:       # another size was asked for since: dropped
+            self._generators[size] = generator
+            return
         if state != self._state:            # the images changed while it built: build again
+            self._generators[size] = generator
             self._start_size()
             return
         self._wanted_size = None
-        generator, latents, images = done.result
-        before = size_text(self.show.gen_size)
-        generator.bad_frames += self.show.generator.bad_frames
+        old, old_size = self.show.generator, tuple(self.show.gen_size)
+        before = size_text(old_size)
         self.show.navigator.resize_images(latents)
-        self.show.generator = generator
+        generator.bad_frames, old.bad_frames = generator.bad_frames + old.bad_frames, 0
+        self.show.generator, self._generators[old_size] = generator, old     # kept for a step back
         self._swap(latents=latents, images=images)
         self.work_ms.clear()
         now_s = round(time.perf_counter() - self._started, 2)

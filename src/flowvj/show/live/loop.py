@@ -141,6 +141,7 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         self._wanted_set = None         # (request number, name) of the newest image set asked for
         self._requests = 0
         self._wanted_size = None        # the generation size being built, or None
+        self._generators = {}           # size -> the Generator last used there (jobs._build_size)
         self._queued = set()            # kinds of job asked for while one of that kind still ran:
                                         # one at a time each, so a storm of requests cannot pile
                                         # up threads (each size build is seconds of CPU)
