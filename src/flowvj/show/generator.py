@@ -148,7 +148,7 @@ class Generator:
             # is not offered: the coupling inverse's exp(-s) amplifies its rounding.
             self._fused = fast.fuse_for_inference(model).to(self.device)
         self.bad_frames = 0
-        self._last_frame = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
+        self.reset_last_frame()
         self._recent_ms = deque(maxlen=RECENT_DECODES)
 
     def __repr__(self):
@@ -192,6 +192,10 @@ class Generator:
         frame = (np.clip(x, 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
         self._last_frame = frame
         return frame
+
+    def reset_last_frame(self):
+        """Black is what a bad first frame shows (never a picture from an earlier use)."""
+        self._last_frame = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
 
     def decode(self, z):
         """One latent -> a uint8 (H, W, 3) frame; the previous frame if this one is not finite."""

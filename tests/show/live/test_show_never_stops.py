@@ -131,7 +131,7 @@ def test_a_size_built_for_the_old_image_set_is_built_again_for_the_new_one(tmp_p
     four, six = image_folder(tmp_path / "four", photos[:4]), image_folder(tmp_path / "six", photos[4:10])
     model = RealNVP.from_preset("tiny").eval()
     show = Show(model, load_show_images([four], (32, 32)), mode="explore", gen_size=(32, 32))
-    loop = LiveLoop(show, None, [], image_sets={"four": [four], "six": [six]})
+    loop = LiveLoop(show, None, [], image_sets={"four": [four], "six": [six]}, ladder=[(32, 32), (64, 32)])
     loop._apply("gen_size", "64x32")
     while loop._background.busy("size"):
         time.sleep(0.01)
@@ -155,4 +155,29 @@ def test_a_size_built_for_the_old_image_set_is_built_again_for_the_new_one(tmp_p
         time.sleep(0.01)
     loop._take_finished()
     assert show.generator is first and tuple(show.gen_size) == (32, 32) and show.image_latents.shape[0] == 6
+    loop._background.close()
+
+
+def test_asking_for_the_set_on_screen_while_another_loads_keeps_the_one_on_screen(tmp_path):
+    """A page asks for B (loading), then a scene recalls A, the set on screen: B must not land
+    over the scene when its load finishes."""
+    import torch
+
+    from flowvj.flow import RealNVP
+    from flowvj.images import load_show_images
+    from flowvj.show.live.loop import LiveLoop
+    from flowvj.show.pipeline import Show
+
+    torch.manual_seed(0)
+    photos = sorted(p for p in (SHARED / "data" / "images").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    a, b = image_folder(tmp_path / "a", photos[:3]), image_folder(tmp_path / "b", photos[3:7])
+    show = Show(RealNVP.from_preset("tiny").eval(), load_show_images([a], (32, 32)), gen_size=(32, 32))
+    loop = LiveLoop(show, None, [], image_sets={"a": [a], "b": [b]})
+    assert loop._apply("image_set", "b") == "image set: b (loading)"
+    assert loop._apply("image_set", "b") is None                 # loading already: not asked twice
+    assert loop._apply("image_set", "a") is None                 # on screen: the load of b is dropped
+    while loop._background.busy("images"):
+        time.sleep(0.01)
+    loop._take_finished()
+    assert loop.image_set == "a" and len(show.image_latents) == 3 and loop.errors == 0
     loop._background.close()

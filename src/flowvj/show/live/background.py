@@ -58,6 +58,10 @@ class Background:
             self._done.append(done)
             self._running.pop(threading.current_thread(), None)
 
+    @property
+    def closed(self):
+        return self._closed
+
     def busy(self, kind):
         """Whether a job of this kind is still running."""
         with self._lock:

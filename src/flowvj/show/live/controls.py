@@ -78,9 +78,8 @@ class ControlsApplied:
                 if value not in self.image_sets:
                     offered = ", ".join(map(str, self.image_sets)) or "none (see --image-sets)"
                     return f"no image set {value!r}; offered: {offered}"
-                if value == self.image_set and self._wanted_set is None:
-                    return None         # already showing: encoding it again would only cost time
-                self._want_image_set(value)
+                if not self._ask_image_set(value):
+                    return None         # showing or loading already: encoding it again only costs time
                 return f"image set: {value} (loading)"
             if action == "gen_size":
                 return self._want_size(value)
@@ -144,16 +143,20 @@ class ControlsApplied:
             except Exception as error:  # noqa: BLE001 - one output's failure must not end the show
                 self._fault(f"{output.name} controls", error)
         events = [(e.name, e.value, e.source) for e in self.bus.drain()]
-        if bar_line:
-            events, self._deferred = self._deferred + events, []
         quantise = self.quantum is not None and self.stage.clock_beat is not None
+        if bar_line or (self._deferred and not quantise):   # the bar line, or the clock gone: now
+            events, self._deferred = self._deferred + events, []
         for name, value, source in events:
             if quantise and not bar_line and name in self.QUANTISED:
+                self._deferred = [event for event in self._deferred if event[0] != name]  # the latest
                 self._deferred.append((name, value, source))
                 continue
             caption = self._apply(name, value, source)
             if caption:
-                self.announce(caption)
+                try:
+                    self.announce(caption)
+                except Exception as error:  # noqa: BLE001 - a caption must not end the show
+                    self._fault("caption", error)
                 for output in self.attached:
                     try:
                         output.control_applied(name, value, caption)
@@ -194,8 +197,8 @@ class ControlsApplied:
             if getattr(scene, key) is not None:
                 setattr(self, key, getattr(scene, key))
         image_set = image_set_name(self.image_sets, scene)
-        if image_set is not None and image_set != self.image_set:
-            self._want_image_set(image_set)
+        if image_set is not None:
+            self._ask_image_set(image_set)
         self.scene = scene.name
         kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
         return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
@@ -212,5 +215,6 @@ class ControlsApplied:
         if unsaved:
             try:
                 save_scenes(self.scene_file, unsaved)
-            except UserError as error:
-                log.error("live: %s", error)
+            except Exception as error:  # noqa: BLE001 - the stats are still written
+                self.errors += 1
+                log.error("live: scenes not saved: %s", error)

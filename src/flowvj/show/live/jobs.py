@@ -27,6 +27,19 @@ class OffLoopWork:
 
 
 
+    def _ask_image_set(self, name):
+        """Ask for image set `name` unless it is what the show will show anyway: the set on
+        screen cancels a load under way (its result is dropped on arrival), the set loading
+        already is not asked for twice. Whether a load was started."""
+        target = self._wanted_set[1] if self._wanted_set else self.image_set
+        if name == target:
+            return False
+        if name == self.image_set:
+            self._wanted_set = None
+            return False
+        self._want_image_set(name)
+        return True
+
     def _want_image_set(self, name):
         """Load and encode an image set in the background; only the newest request is ever used."""
         self._requests += 1
@@ -73,10 +86,19 @@ class OffLoopWork:
             self._queued.add("size")
             return
         show = self.show
-        self._background.start("size", (self._wanted_size, self._state), self._build_size, show.model,
-                               self._wanted_size, show.precision, show.device,
-                               self._threads.get(self._wanted_size), show.images,
-                               self._generators.pop(self._wanted_size, None))
+        started = self._background.start("size", (self._wanted_size, self._state), self._build_size, show.model,
+                                         self._wanted_size, show.precision, show.device,
+                                         self._threads.get(self._wanted_size), show.images,
+                                         self._generators.pop(self._wanted_size, None))
+        if not started:
+            self._give_up_size()
+
+    def _give_up_size(self):
+        """No size is being built any more (it failed, or could not start): the policy may decide
+        again from the size the show has."""
+        self._wanted_size = None
+        if self.policy is not None and self.policy.pending:
+            self.policy.moved(time.perf_counter() - self._started, "size", tuple(self.show.gen_size))
 
     @staticmethod
     def _build_size(model, size, precision, device, threads, images, generator=None):
@@ -85,6 +107,8 @@ class OffLoopWork:
         session: the show's memory stays flat as the size goes up and down)."""
         if generator is None:
             generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
+        else:       # a picture from the last visit must not come back on a bad frame
+            generator.reset_last_frame()
         images = resize_images(images, size)
         return generator, generator.encode(images), images
 
@@ -97,7 +121,7 @@ class OffLoopWork:
             return
 
         unsaved, self._unsaved = list(self._unsaved.values()), {}
-        self._background.start("save", None, save_scenes, self.scene_file, unsaved)
+        self._background.start("save", tuple(unsaved), save_scenes, self.scene_file, unsaved)
 
     def _take_finished(self):
         """Apply the background jobs that finished, where they still fit the show; restart the
@@ -112,12 +136,21 @@ class OffLoopWork:
                     self._arrived_size(done)
             except Exception as error:  # noqa: BLE001 - one job's failure must not end the show
                 self._fault(f"background {done.kind}", error)
-        for kind, wanted, start in (("images", self._wanted_set, self._start_image_set),
-                                    ("size", self._wanted_size, self._start_size)):
+                if done.kind == "size":
+                    self._give_up_size()
+                elif done.kind == "images":
+                    self._wanted_set = None
+        for kind in ("images", "size"):
             if kind in self._queued and not self._background.busy(kind):
-                self._queued.discard(kind)
-                if wanted is not None:      # for the state as it is now
-                    start()
+                self._queued.discard(kind)      # start() queues it again if it cannot run yet
+                try:
+                    if kind == "images" and self._wanted_set is not None:   # for the state as it is now
+                        self._start_image_set()
+                    elif kind == "size" and self._wanted_size is not None:
+                        self._start_size()
+                except Exception as error:  # noqa: BLE001 - as above
+                    self._fault(f"background {kind}", error)
+                    self._give_up_size() if kind == "size" else setattr(self, "_wanted_set", None)
         self._save_scenes()
 
     def _job_failed(self, done):
@@ -129,9 +162,11 @@ class OffLoopWork:
                 self.announce(f"image set {name}: not loaded (see the terminal)")
                 return
         elif done.kind == "size" and done.key[0] == self._wanted_size:
-            self._wanted_size = None
-            if self.policy is not None:
-                self.policy.moved(time.perf_counter() - self._started, "size", tuple(self.show.gen_size))
+            self._give_up_size()
+        elif done.kind == "save":       # kept for the next write (a full disk may clear)
+            for scene in done.key:
+                self._unsaved.setdefault(scene.name, scene)
+            self.announce("scenes not saved (see the terminal)")
         self._fault(f"background {done.kind}", done.error)
 
     def _arrived_images(self, done):
@@ -154,10 +189,10 @@ class OffLoopWork:
         size, state = done.key
         generator, latents, images = done.result
         if size != self._wanted_size:       # another size was asked for since: dropped
-            self._generators[size] = generator
+            self._keep_generator(size, generator)
             return
         if state != self._state:            # the images changed while it built: build again
-            self._generators[size] = generator
+            self._keep_generator(size, generator)
             self._start_size()
             return
         self._wanted_size = None
@@ -165,7 +200,8 @@ class OffLoopWork:
         before = size_text(old_size)
         self.show.navigator.resize_images(latents)
         generator.bad_frames, old.bad_frames = generator.bad_frames + old.bad_frames, 0
-        self.show.generator, self._generators[old_size] = generator, old     # kept for a step back
+        self.show.generator = generator
+        self._keep_generator(old_size, old)     # for a step back
         self._swap(latents=latents, images=images)
         self.work_ms.clear()
         now_s = round(time.perf_counter() - self._started, 2)
@@ -176,6 +212,12 @@ class OffLoopWork:
         if self.policy is not None:
             self.policy.moved(now_s, "size", size)
         self.announce(f"generation size {before} -> {after}")
+
+    def _keep_generator(self, size, generator):
+        """Keep a Generator for a later visit to its size: only sizes on the ladder (a handful),
+        so a script stepping through any sizes cannot grow the show's memory."""
+        if size in self.ladder:
+            self._generators[size] = generator
 
     def _swap(self, latents, images):
         """New latents and images in the Show: every job made for the old ones is now stale."""
@@ -199,8 +241,16 @@ class OffLoopWork:
             self.announce(f"frame rate {before:g} -> {self.fps:g} fps "
                           f"({'frames ran late' if self.fps < before else 'headroom returned'})")
         elif kind == "size" and tuple(value) != tuple(self.show.gen_size):
+            try:
+                check_gen_memory(tuple(value), self.show.model, flag="gen_size")
+            except UserError as error:
+                log.info("live: generation size %s not tried: %s", size_text(value), error)
+                self.policy.moved(now_s, "size", tuple(self.show.gen_size))
+                return
             self._wanted_size = tuple(value)
             self._start_size()
             log.info("live: generation size %s -> %s (%s): building", size_text(self.show.gen_size),
                      size_text(value), "frames ran late" if area(value) < area(self.show.gen_size)
                      else "headroom returned")
+        else:
+            self.policy.moved(now_s, kind, value)   # nothing to do: the policy may decide again

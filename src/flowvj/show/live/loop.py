@@ -236,6 +236,8 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         from concurrent.futures import ThreadPoolExecutor
 
         self.attached = [attach(output) for output in self.outputs]    # as they are when the show starts
+        if self._background.closed:     # a second run of the same loop
+            self._background = Background()
         self.max_block = max(1, round(self.max_block_s * self.source.rate))
         self.show.use_sample_rate(self.source.rate)
         self.running = True
@@ -336,7 +338,10 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         work_ms = (making.front_s + (decode_s or 0.0) + now - held) * 1000.0
         self.work_ms.append(work_ms)
         if self.policy is not None:     # a frozen frame (no decode) restarts the policy's clocks
-            self.policy.observe(now - self._started, work_ms, None if decode_s is None else decode_s * 1000.0)
+            try:
+                self.policy.observe(now - self._started, work_ms, None if decode_s is None else decode_s * 1000.0)
+            except Exception as error:  # noqa: BLE001 - the show goes on at the size it has
+                self._fault("size policy", error)
         self.frame_ms.append((now - last_tick) * 1000.0)
         self.latency_ms.append((now - making.t_read) * 1000.0)  # newest audio -> frame on screen
         self._shown_s.append(now - self._started)
@@ -360,8 +365,10 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         15 s were 19 fps (issue 25)."""
         intervals = sorted(self.frame_ms[1:])
         features = self.stage.heard or self.show.features
-        per_second = np.bincount(np.asarray(self._shown_s, np.float64).astype(np.int64))[:-1] \
-            if len(self._shown_s) else np.zeros(0)
+        shown = np.asarray(self._shown_s, np.float64)
+        # whole seconds from the first frame shown (the start-up before it is not the show's
+        # pace), the last, partial one left out
+        per_second = np.bincount((shown - shown[0]).astype(np.int64))[:-1] if len(shown) else np.zeros(0)
         whole = len(self._shown_s) and self._shown_s[-1] > 0
         minutes = [round(float(per_second[m:m + 60].mean()), 2) for m in range(0, len(per_second), 60)
                    if len(per_second[m:m + 60]) >= 30]
