@@ -220,7 +220,8 @@ def test_play_follows_a_midi_clock(show_parts, jack, subprocess_env, tmp_path): 
         sender.kill()
         sender.wait(10)
     assert show.returncode == 0, err[-3000:]
-    assert json.loads(stats.read_text())["tempo_bpm"] == pytest.approx(120.0, abs=0.5)   # not the track's 128
+    # not the track's 128; 1 BPM: under a loaded machine the clock's tick timing read 120.7 once
+    assert json.loads(stats.read_text())["tempo_bpm"] == pytest.approx(120.0, abs=1.0)
 
 
 def test_an_unknown_midi_clock_port_is_one_line(run_flowvj):
