@@ -216,3 +216,21 @@ def test_a_rerun_replaces_the_report_but_keeps_files_kept_beside_it(run_flowvj, 
     after = sorted(p.name for p in out.glob("user-*-strip-*.png"))
     assert len(after) == 1 and len(before) == 1        # the old run's strips went with the old report
     assert json.loads((out / "summary.json").read_text())["sets"]["user"]["images"] == 2
+
+
+def test_the_show_size_in_betweens_are_composed_to_720p_beside_bilinear(report):
+    """At a show size the report composes the first pair's in-betweens to 1280x720: the show's
+    detail method is exact at the images (the flow's round trip is) where bilinear is soft, adds
+    detail in between, and the contact sheet of 1:1 crops is on the page."""
+    from PIL import Image
+
+    from flowvj.compose import DEFAULT_DETAIL
+
+    detail = json.loads((report / "summary.json").read_text())["sets"]["user"]["sizes"]["%dx%d" % SHOW_SIZE]["detail"]
+    assert detail["output_size"] == [1280, 720] and detail["method"] == DEFAULT_DETAIL
+    off, chosen = detail["figures"]["off"], detail["figures"][DEFAULT_DETAIL]
+    assert min(chosen["endpoint_psnr_db"]) >= 40 > max(off["endpoint_psnr_db"])
+    assert all(0 < f["hf_energy_ratio"] and 0 < f["gradient_kurtosis_ratio"] for f in (off, chosen))
+    with Image.open(report / detail["sheet"]) as sheet:
+        assert sheet.size == (5 * 480, 2 * 270)
+    assert f"src='{detail['sheet']}'" in (report / "index.html").read_text()

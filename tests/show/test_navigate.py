@@ -147,17 +147,17 @@ def test_weighted_temperature_high_is_uniform_low_is_one_hot(temperature, check)
     nav, dt = Navigator(image_latents(), mode="weighted", temperature=temperature), 1 / 30
     for i in range(150):
         nav.step(features(i * dt, dt, band_energy=(0.2, 0.5, 0.8, 0.3)), dt)
-    assert check(nav.mode.weights)
+    assert check(nav.mode.blend_weights)
 
 
 def test_weighted_smoothing_bounds_weight_change_per_second():
     nav, dt = Navigator(image_latents(), mode="weighted", temperature=0.02, smoothing_s=0.5), 1 / 60
     for i in range(120):
         nav.step(features(i * dt, dt, band_energy=(0.9, 0.2, 0.2, 0.2)), dt)
-    before, history = nav.mode.weights.copy(), []
+    before, history = nav.mode.blend_weights.copy(), []
     for i in range(60):                                      # the loud band moves at once
         nav.step(features(2 + i * dt, dt, band_energy=(0.2, 0.2, 0.2, 0.9)), dt)
-        history.append(nav.mode.weights.copy())
+        history.append(nav.mode.blend_weights.copy())
     per_frame = np.abs(np.diff([before] + history, axis=0)).max()
     assert per_frame <= dt / 0.5 + 1e-9                       # at most dt/smoothing_s per frame
     assert 0.8 < history[-1][3] < 1 - np.exp(-1 / 0.5) + 0.01   # one second: ~1 - e^-2 of the way
@@ -168,7 +168,7 @@ def test_weighted_rebins_more_bands_than_images():
     nav, dt = Navigator(image_latents(), mode="weighted", temperature=0.02), 1 / 30
     for i in range(90):
         nav.step(features(i * dt, dt, band_energy=(0.2, 0.2, 0.2, 0.2, 0.9, 0.9, 0.2, 0.2)), dt)
-    assert nav.mode.weights.argmax() == 2
+    assert nav.mode.blend_weights.argmax() == 2
 
 
 def test_magellan_travels_farther_with_loud_audio_than_quiet():
@@ -408,3 +408,61 @@ def test_motion_stops_when_the_music_does(mode, bound):
 def test_motion_drive_is_zero_without_hits_and_grows_with_them():
     drives = [motion_drive(features(1.0, 1 / 30, flux=flux)) for flux in (0.0, 0.5, 1.0, 4.0)]
     assert drives[0] == 0.0 and all(b > a for a, b in zip(drives, drives[1:]))
+
+
+# -------------------------------------------------- the weights the compositor reads
+
+@pytest.mark.parametrize("mode", MODES)
+def test_weights_are_what_z_is_made_of(mode):
+    """With linear interpolation every move is linear, so z is exactly the weights' mix of the
+    image latents: through the mode's own moves, next_image presses, a mode switch's cross-fade
+    and the following. The weights sum to 1 and are never negative."""
+    latents = image_latents(5)
+    options = {"beats_per_target": 1} if mode == "explore" else {}    # pick fades within the run
+    nav = Navigator(latents, mode=mode, interpolation="linear", seed=3, **options)
+    faded = 0
+    flat = latents.reshape(len(latents), -1).astype(np.float64)
+    others = [m for m in MODES if m != mode]
+    for i, f in enumerate(synth_features(30, n_bands=5)[:240]):
+        if i == 60:
+            nav.next_image()
+        if i == 120:
+            nav.set_mode(others[0])
+        if i == 180:
+            nav.set_mode(mode)
+        z = nav.step(f, f.dt_s)
+        faded += getattr(nav.mode, "previous", None) is not None
+        assert nav.weights.min() >= -1e-12 and abs(nav.weights.sum() - 1.0) < 1e-9
+        np.testing.assert_allclose(z.reshape(-1), nav.weights @ flat, rtol=0, atol=2e-5)
+    assert mode != "explore" or faded > 10
+
+
+def test_weights_start_one_hot_and_follow_weighted_next_image():
+    """At the start the picture is image 0 exactly; weighted mode's next_image rolls the band ->
+    image assignment, and the weights (by image, not by rolled row) move to the next image."""
+    latents = image_latents(4)
+    nav = Navigator(latents, mode="weighted", temperature=0.01, follow_s=0.0)
+    assert nav.weights.tolist() == [1.0, 0.0, 0.0, 0.0]
+    loud_first = features(0.0, DT60, band_energy=(1.0, 0.0, 0.0, 0.0))
+    for _ in range(300):
+        nav.step(loud_first, DT60)
+    assert nav.weights.argmax() == 0 and nav.weights[0] > 0.99
+    nav.next_image()
+    for _ in range(300):
+        nav.step(loud_first, DT60)
+    assert nav.weights.argmax() == 1 and nav.weights[1] > 0.99
+
+
+def test_weights_after_a_set_swap_count_only_the_new_images():
+    """The old set fading out counts for none of the new set's images (its detail fades with it):
+    during the cross-fade the weights sum to less than 1, then to 1 again."""
+    nav = Navigator(image_latents(4), mode="explore", crossfade_s=0.5)
+    f = features(0.0, DT60)
+    nav.step(f, DT60)
+    nav.set_images(image_latents(6, seed=9))
+    sums = []
+    for _ in range(60):
+        nav.step(f, DT60)
+        assert len(nav.weights) == 6
+        sums.append(nav.weights.sum())
+    assert sums[0] < 0.5 and abs(sums[-1] - 1.0) < 1e-6

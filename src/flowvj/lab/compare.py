@@ -189,10 +189,13 @@ def _pairs(n_images, n_pairs):
     return order[:n_pairs]
 
 
-def compare_size(name, images, flow, vae, n_pairs, n_frames, flicker_steps, flicker_pairs, out, report):
+def compare_size(name, images, flow, vae, n_pairs, n_frames, flicker_steps, flicker_pairs, out, report,
+                 originals=None):
     """Every figure for one set of images at their size, writing its PNGs into `out`; returns
     them. vae is None at sizes it cannot run at; bits/dim are counted at the VAE's size only
-    (the flow's evaluation counts the dimensions of its training size)."""
+    (the flow's evaluation counts the dimensions of its training size). With `originals` (the
+    images at the show's output size), the first pair's in-betweens are also composed to that
+    size, bilinear beside the show's detail method (compare_detail.py)."""
     from .train import evaluate
     from .vae import evaluate_vae
 
@@ -242,6 +245,13 @@ def compare_size(name, images, flow, vae, n_pairs, n_frames, flicker_steps, flic
         per_pair.append({"pair": [a, b], "methods": {m: flicker_figures(f) for m, f in frames.items()}})
         report.update(1)
     entry["flicker"] = {"steps": flicker_steps, "pairs": per_pair, "summary": _flicker_summary(per_pair)}
+    if originals is not None:
+        from .compare_detail import SHEET_T, compare_detail
+
+        a, b = judged_pairs[0]
+        path = interpolations(flow, None, images[a], images[b], np.array(SHEET_T), ("flow_slerp",))["flow_slerp"]
+        frames = (path.transpose(0, 2, 3, 1) * 255 + 0.5).astype(np.uint8)
+        entry["detail"] = compare_detail(originals, images, frames, (a, b), out / f"{tag}-detail-{a}-{b}.jpg")
     return entry
 
 
@@ -283,6 +293,10 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
             raise UserError(f"--sizes {size_name(w, h)}: this flow squeezes {flow.config.num_scales - 1} times, "
                             f"so it needs sides that are multiples of {step}")
     sets = {"user": {size_name(w, h): load_show_images(images, (w, h)) for w, h in sizes}}
+    from .compare_detail import OUTPUT_SIZE
+
+    originals = (load_show_images(images, OUTPUT_SIZE) if any((w, h) != (native, native) for w, h in sizes)
+                 else None)
     if len(next(iter(sets["user"].values()))) < 2:
         raise UserError("--images gave fewer than 2 images; interpolation needs pairs")
     if data is not None:
@@ -313,7 +327,8 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
                 for key, imgs in by_size.items():
                     fits = imgs.shape[1:3] == (native, native)
                     entries[key] = compare_size(name, imgs, flow, vae if fits else None, pairs, frames,
-                                                flicker_steps, flicker_pairs, tmp, report)
+                                                flicker_steps, flicker_pairs, tmp, report,
+                                                originals if name == "user" and not fits else None)
                 summary["sets"][name] = {"images": len(next(iter(by_size.values()))), "sizes": entries}
         report.close()
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -327,8 +342,10 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
 
 
 def _is_report_file(name):
-    """A file an earlier report wrote (strips and reconstructions, whose set may differ now)."""
-    return name.endswith(".png") and ("-strip-" in name or name.endswith("-reconstructions.png"))
+    """A file an earlier report wrote (strips, reconstructions and detail sheets, whose set may
+    differ now)."""
+    return (name.endswith(".png") and ("-strip-" in name or name.endswith("-reconstructions.png"))
+            or name.endswith(".jpg") and "-detail-" in name)
 
 
 def _record_bpd(path, default, kind):

@@ -140,6 +140,16 @@ class Mode:
         self.latents, self.interpolate, self.rng = latents, interpolate, rng
         self.level = 0.0
 
+    def one_hot(self, index, amount=1.0):
+        """Weights (n,) with `amount` on image `index` (for the modes' `weights`)."""
+        weights = np.zeros(len(self.latents))
+        weights[index] = amount
+        return weights
+
+    def pair_weights(self, a, b, t):
+        """The weights of the point t of the way from image a to image b."""
+        return self.one_hot(a, 1.0 - t) + self.one_hot(b, t)
+
     def follow_activity(self, features, dt_s, quiet):
         """The activity (capped at 2) that scales a travelling mode's motion, rising within
         LEVEL_ATTACK_S and falling over LEVEL_RELEASE_S: a breakdown still stills the picture,
@@ -164,6 +174,11 @@ class Mode:
     def destination(self, features, dt_s):
         raise NotImplementedError
 
+    def weights(self):
+        """How much of each image (n,), summing to 1, the last destination is made of: carried
+        beside the latent so the compositor (compose.py) knows whose detail the frame wears."""
+        raise NotImplementedError
+
     def next_image(self):
         """Head for the next image (the window's n/space key). The Navigator cross-fades from a
         copy of the mode as it was, so a mode may change its state abruptly here."""
@@ -183,22 +198,31 @@ class WeightedMode(Mode):
         self.interpolation = interpolation
         self.temperature = _positive("temperature", temperature)
         self.smoothing_s = _positive("smoothing_s", smoothing_s, allow_zero=True)
-        self.weights = np.full(len(latents), 1.0 / len(latents))
+        self.blend_weights = np.full(len(latents), 1.0 / len(latents))
+        self.order = np.arange(len(latents))      # the image each (rolled) row of latents is
 
     def start(self, r):
-        self.weights = np.eye(len(self.latents))[self.nearest_image(r)]   # begin where r is
+        self.blend_weights = np.eye(len(self.latents))[self.nearest_image(r)]   # begin where r is
 
     def destination(self, features, dt_s):
         target = softmax(rebin(features.band_energy, len(self.latents)), self.temperature)
-        self.weights = self.weights + smoothing_coefficient(self.smoothing_s, dt_s) * (target - self.weights)
-        return blend(self.latents, self.weights, self.interpolation)
+        coefficient = smoothing_coefficient(self.smoothing_s, dt_s)
+        self.blend_weights = self.blend_weights + coefficient * (target - self.blend_weights)
+        return blend(self.latents, self.blend_weights, self.interpolation)
+
+    def weights(self):
+        """The blend's weights, by image (the rows of `latents` are rolled by next_image)."""
+        by_image = np.zeros(len(self.latents))
+        by_image[self.order] = self.blend_weights
+        return by_image
 
     def next_image(self):
         """Cycle the band -> image assignment by one (a lasting bias, not a moment's boost): the
         spectrum section that chose image i now chooses image i + 1. The latents and the weights
         roll together, so the blend is unchanged at this instant; the weights then move to the
         next image at the mode's own smoothing rate."""
-        self.latents, self.weights = np.roll(self.latents, -1, axis=0), np.roll(self.weights, -1)
+        self.latents, self.blend_weights = np.roll(self.latents, -1, axis=0), np.roll(self.blend_weights, -1)
+        self.order = np.roll(self.order, -1)
 
 
 class MagellanMode(Mode):
@@ -229,6 +253,10 @@ class MagellanMode(Mode):
         self.position = (self.position + dt_s * max(speed * level, self.drift * self.images_per_s)) % n
         i = int(self.position)
         return self.interpolate(self.latents[i], self.latents[(i + 1) % n], self.position - i)
+
+    def weights(self):
+        i = int(self.position)
+        return self.pair_weights(i, (i + 1) % len(self.latents), self.position - i)
 
     def next_image(self):
         """The tour moves on to the image after the nearest one on the circle (the jump of the
@@ -278,6 +306,7 @@ class ExploreMode(Mode):
         self.home, self.amount, self.beats, self.since_pick_s = self.nearest_image(r), 0.0, 0, 0.0
         self.target = self._pick_other(self.home)
         self.previous, self.fade = None, 1.0          # the (home, target) pair fading out
+        self._weights = self.one_hot(self.home)
 
     def _point(self, home, target):
         return self.interpolate(self.latents[home], self.latents[target], self.amount)
@@ -301,14 +330,19 @@ class ExploreMode(Mode):
         self.amount = min(self.amount, 1.0)
         rest = min(1.0, 0.5 * self.rms_amount * level)
         self.amount += float(smoothing_coefficient(self.relax_s, dt_s)) * (rest - self.amount)
-        d = self._point(self.home, self.target)
+        d, self._weights = self._point(self.home, self.target), self.pair_weights(self.home, self.target, self.amount)
         if self.previous is not None:
             step = dt_s * drive / self.pick_fade_s if self.pick_fade_s > 0 else 1.0
             self.fade = min(1.0, self.fade + step)
-            d = self.interpolate(self._point(*self.previous), d, self.fade * self.fade * (3 - 2 * self.fade))
+            s = self.fade * self.fade * (3 - 2 * self.fade)
+            d = self.interpolate(self._point(*self.previous), d, s)
+            self._weights = (1.0 - s) * self.pair_weights(*self.previous, self.amount) + s * self._weights
             if self.fade >= 1.0:
                 self.previous = None
         return d
+
+    def weights(self):
+        return self._weights
 
     def next_image(self):
         """The image after the one the picture is nearest (target if the morph is past halfway,
@@ -361,6 +395,7 @@ class Navigator:
         self.crossfade_s = _positive("crossfade_s", crossfade_s, allow_zero=True)
         self.rng = np.random.default_rng(seed)
         self.r = self.image_latents[0].copy()
+        self.weights = np.eye(len(latents))[0]     # how much of each image r is made of (see step)
         self.mode_name, self.mode, self._old_mode, self._fade = None, None, None, 1.0
         self.mode_options = {}
         self.set_mode(mode, **mode_options)
@@ -434,16 +469,27 @@ class Navigator:
         return temperature
 
     def step(self, features, dt_s):
-        """Advance dt_s seconds with these Features; returns z (float32, one image latent's shape)."""
-        d = self.mode.destination(features, dt_s)
+        """Advance dt_s seconds with these Features; returns z (float32, one image latent's shape).
+        `weights` then holds how much of each image z is made of (n,): the modes' weights, cross-
+        faded and followed exactly as z is (linearly), exact at the images themselves."""
+        d, weights = self.mode.destination(features, dt_s), self.mode.weights()
         if self._old_mode is not None and self._fade < 1.0:
             self._fade = min(1.0, self._fade + dt_s / self.crossfade_s) if self.crossfade_s > 0 else 1.0
             s = self._fade * self._fade * (3 - 2 * self._fade)
             d = self.interpolate(self._old_mode.destination(features, dt_s), d, s)
+            weights = (1.0 - s) * self._same_images(self._old_mode.weights()) + s * weights
         if self._fade >= 1.0:
             self._old_mode = None
         follow_s = self.mode.follow_s if self.follow_s is None else self.follow_s
         if self.r is None:             # just resized: start from the destination at the new size
             self.r = d
-        self.r = self.interpolate(self.r, d, float(smoothing_coefficient(follow_s, dt_s)))
+        coefficient = float(smoothing_coefficient(follow_s, dt_s))
+        self.r = self.interpolate(self.r, d, coefficient)
+        self.weights = self._same_images(self.weights)
+        self.weights = self.weights + coefficient * (weights - self.weights)
         return self.r.reshape(self.latent_shape).astype(np.float32)
+
+    def _same_images(self, weights):
+        """Weights over an image set swapped out (a mode fading out on the old set) count for
+        none of the new set's images: its detail fades out with it."""
+        return weights if len(weights) == len(self.image_latents) else np.zeros(len(self.image_latents))
