@@ -21,7 +21,7 @@ FLOORS = [
     {"control"},
     {"audio"},
     {"flow"},
-    {"images", "data", "upscale", "atomic", "progress", "errors", "__init__", "assets"},
+    {"images", "data", "upscale", "compose", "atomic", "progress", "errors", "__init__", "assets"},
 ]
 SHARED = len(FLOORS) - 1
 
