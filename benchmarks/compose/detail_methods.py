@@ -169,8 +169,6 @@ GRIDS = {
     "transfer": [{"radius": r, "ridge": l, "agree": 20.0, "strength": s}
                  for r, l, s in itertools.product((1, 2, 3), (10.0, 100.0), (0.0, 0.5))],
 }
-                 for r, l, g, s in itertools.product((1, 2, 3), (10.0, 50.0, 200.0), (20.0,), (0.0, 0.5, 1.0))],
-}
 
 
 # ---------------------------------------------------------------- the frames
@@ -303,7 +301,11 @@ def main():
     big = load_show_images(files, OUT)
     small = resize_images(big, gen)
     started = time.perf_counter()
-    cache = Path.home() / ".cache" / "flowvj" / f"detail-paths-{gen[0]}x{gen[1]}-{len(files)}.npz"
+    from flowvj.flow.checkpoint import default_model
+
+    model = Path(default_model("cpu"))      # the cache is the flow's frames: keyed by its model file too
+    cache = Path.home() / ".cache" / "flowvj" / \
+        f"detail-paths-{gen[0]}x{gen[1]}-{len(files)}-{model.stem}-{int(model.stat().st_mtime)}.npz"
     if cache.exists():
         saved = np.load(cache)
         paths = [(int(a), int(b), frames) for a, b, frames in zip(saved["a"], saved["b"], saved["frames"])]
