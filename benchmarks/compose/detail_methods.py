@@ -177,7 +177,7 @@ def flow_paths(names, small, gen, seed=0):
     """For each image a: a partner b (seeded), and the flow's frames from a to b at STEPS + 1
     points of a slerp of their latents, as the navigator's travelling modes draw them."""
     from flowvj.flow import load_model
-    from flowvj.flow.checkpoint import default_model
+    from flowvj.flow.checkpoint import default_model, resolve_checkpoint
     from flowvj.show.generator import Generator
     from flowvj.show.navigate import slerp
 
@@ -301,9 +301,9 @@ def main():
     big = load_show_images(files, OUT)
     small = resize_images(big, gen)
     started = time.perf_counter()
-    from flowvj.flow.checkpoint import default_model
+    from flowvj.flow.checkpoint import default_model, resolve_checkpoint
 
-    model = Path(default_model("cpu"))      # the cache is the flow's frames: keyed by its model file too
+    model = resolve_checkpoint(default_model("cpu"))     # the cache is the flow's frames: keyed by its model file too
     cache = Path.home() / ".cache" / "flowvj" / \
         f"detail-paths-{gen[0]}x{gen[1]}-{len(files)}-{model.stem}-{int(model.stat().st_mtime)}.npz"
     if cache.exists():
