@@ -16,6 +16,17 @@ change) and, given a cache folder, on disk under a digest of the weights and the
 the fp32 export takes 1-3 s and the int8 calibration 5-10 s more on the 2-core dev machine (3x
 that while it is busy), which a show start should not pay twice.
 
+The graph exported is `LeanInverse`, not a trace of `RealNVP.inverse` (issue 27): the same floats
+in 327 ONNX Runtime kernels instead of 698 for hires (masks made once per resolution, the
+coupling's mask arithmetic cut to what changes a value, static Splits, out_norm folded into the
+skips). Convolutions are ~75 % of a decode and ran at ~31 GFLOP/s one thread where they have 8
+channels at full resolution (57-71 with 32 at a quarter of the side); the rest is what the lean
+graph cut: one thread's CPU time per decode x0.85-0.88 of the plain trace's at 128x72-256x144
+(three runs at load 10: x0.83-0.91; benchmarks/flow/decode_profile.py, whose baseline is the plain
+trace, export_inverse_onnx(lean=False)).
+Tried and not kept: ONNX Runtime without its NCHWc layout (ORT_ENABLE_EXTENDED) x1.3-1.5 slower; an
+export at the exact size (masks folded into constants) no faster than the dynamic lean graph.
+
 `quantize_inverse` makes an int8 copy (static QDQ, convolutions only) for the `int8` precision.
 """
 
@@ -31,13 +42,14 @@ import weakref
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..atomic import atomic_path
 from .realnvp import ResidualBlock
 
-EXPORT_VERSION = 1  # bump when the export or the quantisation recipe changes: old disk caches go stale
+EXPORT_VERSION = 2  # bump when the export or the quantisation recipe changes: old disk caches go stale
 EXPORT_SIDE = 8  # side of the example input traced for the export: small, so tracing is quick
 PRECISIONS = ("fp32", "int8")
 
@@ -65,6 +77,124 @@ def fuse_for_inference(model):
     return fused
 
 
+# ---- the lean inverse: the same map, written for the exporter ----------------------------------
+
+
+def _fold_out_norm(net):
+    """The s/t net's out_norm (BN -> ReLU -> out_conv) folded into its 1x1 skip convs, whose sum it
+    normalises: exact up to float rounding because the skips have no padding. Copies, in place of
+    the shared modules, so the folded model keeps its own."""
+    scale = net.out_norm.weight / torch.sqrt(net.out_norm.running_var + net.out_norm.eps)
+    shift = net.out_norm.bias - net.out_norm.running_mean * scale
+    skips = nn.ModuleList()
+    for i, skip in enumerate(net.skips):
+        folded = nn.Conv2d(skip.in_channels, skip.out_channels, 1)
+        folded.weight.data = skip.weight.detach() * scale.view(-1, 1, 1, 1)
+        folded.bias.data = skip.bias.detach() * scale + (shift if i == 0 else 0.0)
+        skips.append(folded)
+    return skips
+
+
+class _LeanNet(nn.Module):
+    """An s/t net that returns exp(-s) and t: out_norm folded away, no `0.0 +` seed for the skip sum,
+    and -s_scale applied before the exp (the same float operations as AffineCoupling.inverse)."""
+
+    def __init__(self, net, s_scale):
+        super().__init__()
+        self.in_norm, self.in_conv = net.in_norm, net.in_conv  # shared with the folded model
+        self.blocks, self.out_conv = net.blocks, net.out_conv
+        self.skips = _fold_out_norm(net)
+        self.register_buffer("neg_s_scale", -s_scale.detach().clone())
+
+    def forward(self, x):
+        h = self.in_conv(self.in_norm(x))
+        skip = None
+        for block, to_skip in zip(self.blocks, self.skips):
+            h = block(h)
+            skip = to_skip(h) if skip is None else skip + to_skip(h)
+        half = self.out_conv.out_channels // 2  # a constant: one Split, not Shape/Div/Slice ops
+        raw_s, t = self.out_conv(F.relu(skip)).split([half, half], dim=1)
+        return torch.exp(self.neg_s_scale * torch.tanh(raw_s)), t
+
+
+class _LeanCoupling(nn.Module):
+    """AffineCoupling.inverse with the mask arithmetic cut to what changes a value.
+
+    Checkerboard: y*b + (1-b)*((y - t*(1-b)) * exp(-s*(1-b))) is y where b = 1 and (y - t)*exp(-s)
+    where b = 0, so y*b (the net's input, reused) + (y - t)*exp(-s)*(1-b) gives the same floats
+    with 2 Muls, a Sub and an Add fewer per coupling, on masks made once per resolution. (A Where
+    on a bool mask did the same in 3 ops but ONNX Runtime broadcasts it slowly: no faster.)
+    Channel-wise: the halves stay apart (no chunk / cat per coupling) until the scale joins them
+    once, before its unsqueeze.
+    """
+
+    def __init__(self, coupling):
+        super().__init__()
+        self.checkerboard = coupling.mask_type == "checkerboard"
+        self.reverse = coupling.reverse
+        self.net = _LeanNet(coupling.net, coupling.s_scale)
+
+    def forward(self, y, masks):
+        """y: the image (checkerboard) or its (first, second) channel halves; masks: (b, 1 - b) in
+        this coupling's orientation (checkerboard only)."""
+        if self.checkerboard:
+            b, not_b = masks
+            y_kept = y * b
+            exp_neg_s, t = self.net(y_kept)
+            return y_kept + (y - t) * exp_neg_s * not_b
+        first, second = y
+        kept, changed = (second, first) if self.reverse else (first, second)
+        exp_neg_s, t = self.net(kept)
+        changed = (changed - t) * exp_neg_s
+        return (changed, kept) if self.reverse else (kept, changed)
+
+
+def _checkerboards(z):
+    """{reverse: (b, 1 - b)} at z's resolution, made once per scale rather than per coupling."""
+    rows = torch.arange(z.shape[2]).view(-1, 1)
+    cols = torch.arange(z.shape[3]).view(1, -1)
+    odd = ((rows + cols) % 2).to(z.dtype).view(1, 1, z.shape[2], z.shape[3])
+    even = 1 - odd
+    return {False: (odd, even), True: (even, odd)}
+
+
+class _LeanScale(nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.in_couplings = nn.ModuleList(_LeanCoupling(c) for c in scale.in_couplings)
+        self.is_last = scale.is_last
+        self.channels = scale.in_couplings[0].net.in_norm.num_features  # a constant in the graph
+        if not self.is_last:
+            self.out_couplings = nn.ModuleList(_LeanCoupling(c) for c in scale.out_couplings)
+            self.next = _LeanScale(scale.next)
+
+    def forward(self, z):
+        if not self.is_last:
+            half = 2 * self.channels  # pixel_unshuffle = squeeze2x2, then a Split as in _LeanNet
+            kept, factored = F.pixel_unshuffle(z, 2).split([half, half], dim=1)
+            halves = (self.next(kept), factored)
+            for coupling in reversed(self.out_couplings):
+                halves = coupling(halves, None)
+            z = F.pixel_shuffle(torch.cat(halves, dim=1), 2)  # = unsqueeze2x2: one DepthToSpace
+        masks = _checkerboards(z)
+        for coupling in reversed(self.in_couplings):
+            z = coupling(z, masks[coupling.reverse])
+        return z
+
+
+class LeanInverse(nn.Module):
+    """A folded model's inverse, z -> x, rewritten for export (see _LeanCoupling); the same map."""
+
+    def __init__(self, fused):
+        super().__init__()
+        self.alpha = fused.config.alpha
+        self.scales = _LeanScale(fused.scales)
+
+    def forward(self, z):
+        a = self.alpha
+        return (torch.sigmoid(self.scales(z)) - a) / (1 - 2 * a)
+
+
 class _Inverse(nn.Module):
     """Exports `inverse` as a plain forward, which is what torch.onnx traces."""
 
@@ -76,15 +206,17 @@ class _Inverse(nn.Module):
         return self.model.inverse(z)
 
 
-def export_inverse_onnx(fused):
-    """ONNX bytes of a folded model's inverse, batch, height and width dynamic.
+def export_inverse_onnx(fused, lean=True):
+    """ONNX bytes of a folded model's inverse, batch, height and width dynamic: LeanInverse, or
+    with lean=False the plain trace of `fused.inverse` (the export before issue 27, kept as the
+    benchmarks' baseline).
 
     The wrapper is put in eval mode before the export: torch.onnx.export restores the mode the
     top module had, recursively, and a fresh wrapper is in training mode, so the folded model
     would come back in training mode and its next eager call would overwrite its batch-norm
     statistics (tests check that it does not).
     """
-    wrapper = _Inverse(fused).eval()
+    wrapper = (LeanInverse(fused) if lean else _Inverse(fused)).eval()
     z = torch.zeros(1, fused.config.in_channels, EXPORT_SIDE, EXPORT_SIDE)
     axes = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
@@ -235,6 +367,8 @@ class OnnxInverse:
         # Idle worker threads sleep instead of spinning: on 2 cores a spinning second thread took
         # the CPU the window, the analyzer and the browser need between decodes (live 128x72 at
         # 30 fps in a window: 24.0 fps, p95 97 ms spinning; 30.0 fps, p95 35 ms not; same run).
+        # Spinning only while a run lasts (session.force_spinning_stop) was no better: the same on
+        # one thread, x1.8-3.8 slower on two with the machine busy (decode_profile.py, issue 27).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         onnx_bytes = model if isinstance(model, bytes) else inverse_onnx(model)
         providers = onnx_providers(device)
