@@ -156,8 +156,8 @@ class Compositor:
     the gate is 1/e, the notch's strength; chosen by benchmarks/compose/detail_methods.py.
     """
 
-    def __init__(self, out_size=(1280, 720), method=DEFAULT_DETAIL, amount=1.0, radius=2, ridge=50.0,
-                 agree=20.0, strength=0.5, sharpen_sigma=2.0):
+    def __init__(self, out_size=(1280, 720), method=DEFAULT_DETAIL, amount=1.0, radius=1, ridge=100.0,
+                 agree=40.0, strength=0.5, sharpen_sigma=1.0):
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.method = check_detail(method)
         self.amount = float(amount)
