@@ -60,3 +60,27 @@ def resize_images(images, size):
 
 
     return np.stack([np.asarray(fit_square(Image.fromarray(image), size)) for image in images])
+
+
+def same_aspect(size, other):
+    """Whether (w, h) sizes have exactly the same aspect ratio (192x108 and 1280x720 do)."""
+    return size[0] * other[1] == size[1] * other[0]
+
+
+def images_at(size, originals, specs):
+    """The show's images at generation size `size` = (w, h), given `originals` (uint8 (N, H, W, 3),
+    aspect-filled at the output size): scaled down from them where the aspect is the same (the
+    live ladder's sizes are: no file is read again), else read again from `specs`, so that each is
+    aspect-filled from the whole image, as the compositor fills the output from the frame."""
+    originals = np.asarray(originals)
+    if same_aspect(size, (originals.shape[2], originals.shape[1])):
+        return resize_images(originals, size)
+    return load_show_images(specs, size)
+
+
+def load_originals(specs, out_size, gen_size):
+    """(originals at the output size `out_size`, the show's images at `gen_size`): the two image
+    arrays a show with a compositor (compose.py) takes, the files read once where the aspects
+    agree."""
+    originals = load_show_images(specs, out_size)
+    return originals, images_at(gen_size, originals, specs)

@@ -257,3 +257,46 @@ def test_an_encoder_that_dies_stops_the_recording_never_the_show(tmp_path):
     feed(recorder, [frame] * 30, start=3)
     stats = recorder.close()
     assert stats == {"record_frames": 3, "record_dropped": 30}
+
+
+def test_the_detail_control_through_osc_changes_the_recorded_pictures_fine_detail(track, show_env, tmp_path):
+    """One image in weighted mode (the picture is that image), composed and recorded at 640x360;
+    /flowvj/detail 0 mid-show takes the original's detail off: the recording's high-pass energy
+    falls, and the change is said in the terminal."""
+    import cv2
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from conftest import SHARED
+
+    out = tmp_path / "set.mp4"
+    image = SHARED / "data" / "images" / "skimage_chelsea.png"
+    show = subprocess.Popen(play(track, out, "--duration", 12, "--images", image, "--mode", "weighted",
+                                 "--size", "640x360", "--record-size", "640x360", "--osc-port", 0,
+                                 "--fps", 20),
+                            env=show_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for line in show.stdout:
+            if line.startswith("OSC: listening on 127.0.0.1:"):
+                port = int(line.rsplit(":", 1)[1])
+            if line.startswith("drawing at"):
+                break
+        assert port and "composed to 640x360 (detail transfer" in line, line
+        time.sleep(6.0)
+        SimpleUDPClient("127.0.0.1", port).send_message("/flowvj/detail", 0.0)
+        _, err = show.communicate(timeout=180)
+    finally:
+        show.kill()
+    assert show.returncode == 0, err[-3000:]
+    assert "detail: 0.0 (transfer)" in err, err[-3000:]
+    with av.open(str(out)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert {frame.shape for frame in frames} == {(360, 640, 3)}
+
+    def high_pass(frame):
+        luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float(np.mean((luma - cv2.blur(luma, (5, 5))) ** 2))
+
+    energy = [high_pass(frame) for frame in frames]
+    third = len(energy) // 3
+    assert np.median(energy[-third:]) < 0.6 * np.median(energy[:third]), energy

@@ -81,7 +81,10 @@ class Stage:
 def start_serve(env, *args):
     """`flowvj serve --silent` on a free port, its URL read from stdout; stopped by the caller."""
     process = subprocess.Popen([str(FLOWVJ), "serve", "--silent", "--port", "0", "--duration", "100",
-                                "--fps", "20", "--gen-size", "64x36", "--seed", "1", *map(str, args)],
+                                "--fps", "20", "--gen-size", "64x36", "--seed", "1",
+                                # frames composed at 320x180 (raw to the page): the controls are
+                                # under test here, not the cost of 720p frames on a busy machine
+                                "--size", "320x180", *map(str, args)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     for line in process.stdout:

@@ -300,10 +300,14 @@ def test_update_controls_from_the_engine_thread_reaches_every_page(web):
     assert web.pending_controls() == []  # the engine's own change is not sent back to it
 
 
-def test_frames_go_raw_to_loopback_and_as_jpeg_when_asked():
-    frame = np.zeros((360, 640, 3), np.uint8)
-    frame[:, :320] = (200, 40, 40)
-    frame[:, 320:] = (40, 40, 200)
+@pytest.mark.parametrize("size, encoding, kind", [
+    ((320, 180), "auto", 0), ((320, 180), "jpeg", 1), ((1280, 720), "auto", 1), ((1280, 720), "raw", 0)])
+def test_frames_go_raw_to_loopback_up_to_320x180_and_as_jpeg_above_or_when_asked(size, encoding, kind):
+    # the compositor's 720p frames go as JPEG to loopback pages too (server.py's docstring says why)
+    width, height = size
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[:, :width // 2] = (200, 40, 40)
+    frame[:, width // 2:] = (40, 40, 200)
 
     async def one_frame(url):
         async with aiohttp.ClientSession() as session:
@@ -313,15 +317,17 @@ def test_frames_go_raw_to_loopback_and_as_jpeg_when_asked():
                     if message.type == aiohttp.WSMsgType.BINARY:
                         return message.data
 
-    for encoding in ("auto", "jpeg"):
-        with WebOutput(port=0, frame_encoding=encoding) as web:
-            web.show(frame, {})
-            data = run(one_frame(web.url + "ws"))
-        width, height, kind = int.from_bytes(data[:2], "little"), int.from_bytes(data[2:4], "little"), data[4]
-        assert (width, height) == (640, 360)
-        if encoding == "auto":
-            assert kind == 0 and np.array_equal(np.frombuffer(data[5:], np.uint8).reshape(frame.shape), frame)
-        else:
-            decoded = np.asarray(Image.open(io.BytesIO(data[5:])).convert("RGB"))
-            assert kind == 1 and len(data) < frame.nbytes / 10
-            assert np.abs(decoded.astype(int) - frame).max() <= 4  # quality 90, no chroma subsampling
+    with WebOutput(port=0, frame_encoding=encoding) as web:
+        web.show(frame, {})
+        data = run(one_frame(web.url + "ws"))
+    header = int.from_bytes(data[:2], "little"), int.from_bytes(data[2:4], "little"), data[4]
+    assert header == (width, height, kind)
+    if kind == 0:
+        assert np.array_equal(np.frombuffer(data[5:], np.uint8).reshape(frame.shape), frame)
+    else:
+        decoded = np.asarray(Image.open(io.BytesIO(data[5:])).convert("RGB")).astype(int)
+        assert len(data) < frame.nbytes / 10
+        # quality 90; full chroma up to 320x180, 4:2:0 above (off the colour edge: as exact)
+        edge = slice(width // 2 - 16, width // 2 + 16) if width * height > 320 * 180 else slice(0, 0)
+        decoded[:, edge] = frame[:, edge]
+        assert np.abs(decoded - frame).max() <= 4

@@ -35,8 +35,13 @@ def eval(args):
 
     torch.set_num_threads(args.threads) if args.threads else None
     kind, model = load_checkpoint_model(args.model)
-    images = load_dataset(args.data, "test", model.config.image_size, args.cache_dir,
-                          args.download).images[: args.limit]
+    if args.size:
+        from ..lab.train import images_at_size
+
+        images = images_at_size(args.data, args.size, model, args.cache_dir, args.download)[: args.limit]
+    else:
+        images = load_dataset(args.data, "test", model.config.image_size, args.cache_dir,
+                              args.download).images[: args.limit]
     result = (evaluate_vae if kind == "vae" else evaluate)(model, images, seed=args.seed,
                                                           show_progress=not args.json)
     if args.json:
@@ -44,6 +49,17 @@ def eval(args):
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
+
+
+def tune(args):
+    from ..lab.tune import TuneOptions, format_report, tune
+
+    report = tune(TuneOptions(images=args.images, out=args.out, model=args.model, minutes=args.minutes,
+                              max_steps=args.max_steps, resume=args.resume, size=args.size,
+                              holdout=args.holdout, lr=args.lr, batch_size=args.batch_size,
+                              cifar=args.cifar, seed=args.seed, threads=args.threads))
+    if report is not None:  # rank 0 of a torchrun
+        print(format_report(report))
 
 
 def compare(args):
@@ -111,7 +127,7 @@ def render(args):
                     size=args.size, fps=args.fps, duration_s=args.duration, start_s=args.start,
                     seed=args.seed, encoder_preset=args.encoder_preset, gen_size=gen_size,
                     workers=args.decode_workers, engine=engine, precision=args.precision,
-                    device=args.compute)
+                    device=args.compute, detail=args.detail, detail_amount=args.detail_amount)
     print(f"wrote {args.output} ({frames} frames)")
 
 

@@ -50,6 +50,18 @@ def _port(text):
     return value
 
 
+def _detail_amount(text):
+    """The compositor's detail amount: a number in 0..2 (compose.py)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..2 (0 no detail, 1 the originals' own), "
+                                         f"got {text!r}")
+    return value
+
+
 def _size(text):
     """WIDTHxHEIGHT -> (width, height), positive whole numbers (a window's size need not be even;
     render checks evenness for H.264)."""
@@ -144,12 +156,38 @@ def build_parser():
     e.add_argument("--model", help="flow or VAE checkpoint, or a bundled flow: lite or hires (default: lite)")
     e.add_argument("--data", required=True, help="image folder (its test/ split when it has one) or archive")
     e.add_argument("--limit", type=_positive(int), help="first N images only (default: all)")
+    e.add_argument("--size", type=_size, metavar="WxH",
+                   help="evaluate a flow at WIDTHxHEIGHT, the images aspect-filled to it (a tuned model at "
+                        "the show's size, e.g. 192x108; default: the model's own square side)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--seed", type=int, default=0, help="seed of the dequantisation noise")
     e.add_argument("--threads", type=_positive(int), help="torch threads (default: torch's)")
     e.add_argument("--cache-dir", help="where decoded datasets are cached (default ~/.cache/flowvj)")
     e.add_argument("--download", action="store_true", help="download the official CIFAR-10 archive")
     e.set_defaults(run=commands.eval)
+
+    u = command("tune", "fine-tune a bundled flow on your images, so the in-betweens look like your "
+                        "collection (torchrun for DDP); prints bits/dim before and after")
+    u.add_argument("--images", nargs="+", required=True, metavar="DIR_OR_FILE",
+                   help="folders and/or image files: your collection (a few held out to check the tuning)")
+    u.add_argument("--out", required=True, help="the tuned model (.pt; play/render/serve take it with "
+                                                "--model); its checkpoints, logs and report go to OUT.tune/")
+    u.add_argument("--model", help="flow to start from: hires, lite or a checkpoint (default: hires, "
+                                   "the model a CPU show draws with; see flowvj.lab.tune)")
+    u.add_argument("--minutes", type=_positive(float), default=4.0, help="stop cleanly after this long")
+    u.add_argument("--max-steps", type=_positive(int), help="stop cleanly after this many steps")
+    u.add_argument("--resume", action="store_true", help="continue OUT.tune/ckpt.pt exactly")
+    u.add_argument("--size", type=_size, default="192x108", metavar="WxH",
+                   help="the show's generation size: the scale of the crops learnt from and of the figures")
+    u.add_argument("--holdout", type=int, metavar="K",
+                   help="images held out to check the tuning (default: a quarter, 2 to 8; 0 tunes on all)")
+    u.add_argument("--lr", type=_positive(float), default=1e-4, help="Adam learning rate")
+    u.add_argument("--batch-size", type=_positive(int), default=16, help="crops per step, per process")
+    u.add_argument("--cifar", metavar="PATH", help="CIFAR-10 folder or archive to measure forgetting on "
+                                                   "(default: the downloaded archive in the cache, if any)")
+    u.add_argument("--seed", type=int, default=0, help="the held-out draw, the crops and the noise")
+    u.add_argument("--threads", type=_positive(int), help="torch threads per process (default: torch's)")
+    u.set_defaults(run=commands.tune)
 
     c = command("compare", "the flow against its VAE baseline and a pixel cross-fade: "
                            "reconstruction error and judged interpolations, as an HTML report")
@@ -293,8 +331,8 @@ def build_parser():
                        help="also send the show as an NDI source NAME (Resolume, OBS, TouchDesigner); "
                             "needs pip install 'flowvj[ndi]' (NDI's runtime is not free software)")
         p.add_argument("--ndi-size", type=_size, default="1280x720", metavar="WxH",
-                       help="WIDTHxHEIGHT of the NDI frames; the --gen-size sends them unscaled (the "
-                            "receiver scales), which saves ~20 ms of CPU per frame")
+                       help="WIDTHxHEIGHT of the NDI frames; the show's --size sends the composed frames "
+                            "unscaled (any other size is scaled in NDI's sender thread)")
         if name == "serve":
             p.add_argument("--host", default="127.0.0.1",
                            help="address to listen on; beyond loopback (e.g. 0.0.0.0) the page needs "
@@ -302,9 +340,13 @@ def build_parser():
             p.add_argument("--port", type=_port, default=8765, help="TCP port (0 picks a free one)")
             p.add_argument("--image-sets", nargs="+", metavar="DIR_OR_FILE",
                            help="more image sets the page offers to switch to (each folder or file one set)")
-            p.set_defaults(run=commands.serve, size=None)
+            p.add_argument("--size", type=_size, default="1280x720",
+                           help="WIDTHxHEIGHT of the frames the page (and NDI, the recording) gets: the "
+                                "compositor's output size")
+            p.set_defaults(run=commands.serve)
         else:
-            p.add_argument("--size", type=_size, default="1280x720", help="window WIDTHxHEIGHT")
+            p.add_argument("--size", type=_size, default="1280x720",
+                           help="window WIDTHxHEIGHT, and the frames' (the compositor's output size)")
             p.add_argument("--fullscreen", action="store_true", help="start full-screen (f toggles)")
             p.add_argument("--display", type=int, default=0, help="which display, for --fullscreen")
             p.add_argument("--meter", action="store_true", help="start with the meter shown (Tab toggles)")
@@ -332,6 +374,7 @@ def build_parser():
 
 def _show_options(p, model_default):
     """The options every show command takes (play, live, render, serve)."""
+    from ..compose import DEFAULT_DETAIL, DETAIL_METHODS
     from ..control.catalog import MODES
 
     p.add_argument("--images", nargs="+", metavar="DIR_OR_FILE",
@@ -343,3 +386,10 @@ def _show_options(p, model_default):
     p.add_argument("--seed", type=int, default=0, help="makes the run reproducible")
     p.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the flow runs: auto = a CUDA GPU when torch sees one, else the CPU")
+    p.add_argument("--detail", choices=DETAIL_METHODS, default=DEFAULT_DETAIL,
+                   help="how the flow's small frame becomes the --size frame: transfer = the detail of "
+                        "your images at full size, added where the frame shows them; sharpen = an "
+                        "unsharp mask; off = a plain bilinear scale")
+    p.add_argument("--detail-amount", type=_detail_amount, default=1.0, metavar="0..2",
+                   help="how much detail (0 none, 1 the originals' own; live: the detail control, "
+                        "keys [ and ])")

@@ -30,6 +30,8 @@ CONTROLS = {c.name: c for c in (
     Control("speed", "f", 0.0, 4.0, help="the navigator's clock: 0 freezes the motion, 2 is twice as fast"),
     Control("sensitivity", "f", 0.0, 4.0, help="a gain on the levels the navigator sees"),
     Control("brightness", "f", 0.0, 1.0, help="the picture's brightness (1 = as drawn)"),
+    Control("detail", "f", 0.0, 2.0, help="detail the compositor adds at the output size (--detail): "
+                                          "0 none, 1 the originals' own, 2 twice"),
     Control("blackout", "i", 0, 1, help="1 fades to black, 0 fades back"),
     Control("freeze", "i", 0, 1, help="1 holds the picture, 0 lets it move again"),
     Control("gen_size", "s", help="draw at this generation size (WxH, e.g. 192x108), built in the "

@@ -15,25 +15,25 @@ it is the SDK's C API one to one, with one dependency (numpy), and its finder ta
 which the tests need (below). It links the system's libavahi-client3 (Debian: apt install
 libavahi-client3); without it the import fails and --ndi says so.
 
-Never stalling the frame loop: show() copies the small frame (e.g. 128x72, 27 KB) into a
-one-frame slot and returns (microseconds). A sender thread takes the newest frame, upscales it
-and sends it with NDIlib_send_send_video_v2 (synchronous in that thread, which releases the GIL
-meanwhile). A frame that arrives while the thread is busy replaces the waiting one (latest wins,
-counted in `dropped`): frames are dropped, never queued, so a slow network or a busy CPU cannot
-build up latency. While no receiver is connected nothing is scaled or sent at all (`unwatched`),
-so an idle --ndi costs nothing.
+Never stalling the frame loop: show() copies the frame into a one-frame slot and returns. The
+frames come from the compositor (compose.py) at the show's --size: with --ndi-size the same
+(1280x720 by default for both) show() is a 2.7 MB copy (~0.3 ms) and the sender thread only
+converts RGB to RGBX (NDI's 4-byte layout, ~2 ms, no scaling) and sends it with
+NDIlib_send_send_video_v2 (synchronous in that thread, which releases the GIL meanwhile). A frame
+that arrives while the thread is busy replaces the waiting one (latest wins, counted in
+`dropped`): frames are dropped, never queued, so a slow network or a busy CPU cannot build up
+latency. While no receiver is connected nothing is converted or sent at all (`unwatched`), so an
+idle --ndi costs nothing.
 
-Cost per frame, measured at 128x72 -> 1280x720 with a receiver connected, on this project's
-2-core AMD EPYC VM while other jobs loaded it (CPU time; the wall time was up to twice that): the
-upscale 16.8 ms and the send 4.6 ms (NDI's SpeedHQ compression runs inside the call) in the
-sender thread, ~1.6 ms more in NDI's own threads: ~23 ms of CPU per frame, none of it on the
-frame loop's thread (show() itself: 0.03 ms median). At 60 fps that is more than a core, which a
-2-core machine takes from the frame loop, and the sender drops frames when it cannot keep up; there
-give --ndi-size the --gen-size (e.g. 128x72): 0.5 ms per frame in all, and the receiver scales
-on its GPU. The frames are framed exactly as the rendered video (upscale.fill_box:
-aspect-filling, centre crop), with a bicubic filter, scaled straight into RGBX (NDI's 4-byte RGB)
-so nothing is repacked. Each frame carries the show's frame rate as NDI's N/D fraction
-(60 -> 60/1, 29.97 -> 30000/1001): receivers use it to pace and to label the source.
+Another --ndi-size is scaled in the sender thread, framed exactly as the rendered video
+(upscale.fill_box: aspect-filling, centre crop), bicubic, straight into RGBX so nothing is
+repacked: measured at 128x72 -> 1280x720 (before the compositor, when frames came at the
+generation size) with a receiver connected, on this project's 2-core AMD EPYC VM under load, the
+upscale took 16.8 ms and the send 4.6 ms (NDI's SpeedHQ compression runs inside the call) of
+CPU, ~1.6 ms more in NDI's own threads, none of it on the frame loop's thread. So give --ndi-size
+the show's --size unless the receiver needs another. Each frame carries the show's frame rate as
+NDI's N/D fraction (60 -> 60/1, 29.97 -> 30000/1001): receivers use it to pace and to label the
+source.
 
 Discovery: NDI sources are found by mDNS. On Linux libndi announces through avahi-daemon (over
 D-Bus) and has no mDNS of its own: without a running avahi-daemon the source is not announced,
@@ -83,8 +83,9 @@ def frame_rate_fraction(fps):
 
 def rgbx_frame(frame, size):
     """uint8 (h, w, 3) RGB -> uint8 (H, W, 4) RGBX filling `size` = (W, H) as upscale.upscale
-    frames it (aspect-filling, centre crop, bicubic). Converted to RGBX at the small size, where
-    it is cheap, so the large image comes out of the resampler already in NDI's layout."""
+    frames it (aspect-filling, centre crop, bicubic); a frame of that size already (the show's
+    composed frame, usually) is only converted. Converted to RGBX first, at the frame's size, so
+    a scaled image comes out of the resampler already in NDI's layout."""
     h, w = frame.shape[:2]
     image = Image.fromarray(frame, "RGB").convert("RGBX")
     if (w, h) != tuple(size):

@@ -19,7 +19,7 @@ Linux's SCHED_IDLE policy: it runs only on CPU time nothing else wants, and the 
 preempt it the moment they wake (at nice +10 it still took 10 % of a contended core, and a
 woken frame loop could wait for its time slice). Everything with a start-up cost (the child,
 PyAV's import, the shared memory and Python's resource tracker) is made in the constructor,
-before the show starts. The loop's side then only copies the small frame and the audio into
+before the show starts. The loop's side then only copies the frame and the audio into
 the shared block and writes a few bytes down a pipe (see Recorder), a cost bounded by one slot
 whatever the encoder does: at most IN_FLIGHT frames wait for the encoder, and a frame that finds
 them all waiting is dropped from the recording and counted in `dropped`. The audio is not
@@ -102,7 +102,9 @@ class Recorder:
     AUDIO_RING_BYTES in the same block, with the count of samples written beside it. A feeder
     thread (multiprocessing.Queue's) cost the show frames on a saturated machine: each time the
     OS descheduled it holding the GIL, the frame loop waited for it. A slot holds one frame of
-    the recording's size: the show's frames are smaller (the generation size); a larger one is
+    the recording's size: the show's frames come from the compositor at the show's --size, the
+    recording's by default (1280x720 both), so the copy is one 720p frame (2.7 MB, ~0.3 ms) and
+    the encoder only converts it (libswscale does no scaling at the same size); a larger one is
     thinned to fit (every k-th pixel; the encoder scales it to the recording's size anyway).
     """
 
@@ -436,10 +438,11 @@ class _FragmentedMp4:
         return max(video_s, (self._audio_done + self._pending.shape[1]) / self.rate)
 
     def frame(self, pts, small):
-        """One small frame shown at `pts` (ms): aspect-filled to the recording's size by cropping
-        it to the output's aspect, then scaled (bicubic) and converted to BT.709 yuv420p in one
-        libswscale call: ~4 ms a 720p frame here, against ~40 ms for upscale.py's PIL resize
-        followed by the conversion (which render keeps: it has no show to share the cores with)."""
+        """One frame shown at `pts` (ms): aspect-filled to the recording's size by cropping it to
+        the output's aspect, then scaled (bicubic; nothing to scale when the frame has the
+        recording's size, the usual case since the compositor) and converted to BT.709 yuv420p in
+        one libswscale call: ~4 ms a 720p frame here, against ~40 ms for upscale.py's PIL resize
+        followed by the conversion."""
         from ..upscale import fill_box
 
         pts = pts if self._last_pts is None or pts > self._last_pts else self._last_pts + 1

@@ -1,4 +1,4 @@
-"""The live sink: a pygame-ce window that shows each small frame full-screen.
+"""The live sink: a pygame-ce window that shows each frame, windowed or full-screen.
 
     with Window(size=(1280, 720), fullscreen=True, display=1) as window:
         while True:
@@ -7,16 +7,19 @@
             window.show(frame, meter=dict(fps=60.0, frame_ms=4.2, tempo_bpm=128.0,
                                           rms=0.4, bands=[0.8, 0.3, 0.1]))
 
-The frame (uint8 (h, w, 3) RGB, e.g. 32x32) is uploaded as a small streaming texture and the
-SDL renderer scales it to the window (on the GPU where there is one) with linear filtering, so
-the CPU never touches a full-size image. `fit="fill"` (default) covers the whole window and crops
-what overhangs, as a VJ would; `fit="letterbox"` shows the whole frame with black bars.
+The frame (uint8 (h, w, 3) RGB: the show's, composed at the window's --size by the compositor,
+so usually the window's own size) is uploaded to a streaming texture and the SDL renderer draws
+it to the window (on the GPU where there is one), scaling with linear filtering only where the
+window's size differs (resized, full-screen). `fit="fill"` (default) covers the whole window
+and crops what overhangs, as a VJ would; `fit="letterbox"` shows the whole frame with black bars.
 
 Keys -> actions (see `poll`): Esc, q, closing the window: quit; m: next_mode; n, space:
 next_image; b: toggle_blackout; p: toggle_freeze; Tab, F1: toggle_meter; f: toggle_fullscreen;
-c: toggle_captions. The window applies the last three itself (they are its own state) and still
-reports them; the engine maps the others. 1-9 (and the keypad's): the plain strings "scene:1" ..
-"scene:9", recall the scene at that place in the --scenes file.
+c: toggle_captions; [ and ]: detail_down and detail_up (the compositor's detail amount, 0.1 a
+press: brackets are the common less/more pair, unshifted on US and UK layouts, and were free).
+The window applies toggle_meter, toggle_fullscreen and toggle_captions itself (its own state)
+and still reports them; the engine maps the others. 1-9 (and the keypad's): the plain strings
+"scene:1" .. "scene:9", recall the scene at that place in the --scenes file.
 
 Captions: when the meters carry a new `notice` (a control just changed: "mode: magellan"), its
 text is drawn centred near the bottom and fades out over NOTICE_FADE_S; `c` turns captions off
@@ -56,6 +59,8 @@ class Action(str, Enum):
     TOGGLE_CAPTIONS = "toggle_captions"
     TOGGLE_BLACKOUT = "toggle_blackout"
     TOGGLE_FREEZE = "toggle_freeze"
+    DETAIL_DOWN = "detail_down"
+    DETAIL_UP = "detail_up"
 
 
 def fit_rect(frame_size, output_size, fit="fill"):
@@ -81,6 +86,7 @@ def _key_actions(pygame):
         pygame.K_f: Action.TOGGLE_FULLSCREEN,
         pygame.K_c: Action.TOGGLE_CAPTIONS,
         pygame.K_b: Action.TOGGLE_BLACKOUT, pygame.K_p: Action.TOGGLE_FREEZE,
+        pygame.K_LEFTBRACKET: Action.DETAIL_DOWN, pygame.K_RIGHTBRACKET: Action.DETAIL_UP,
         # 1-9 (and the keypad's): "scene:N", recall the Nth scene of the --scenes file
         **{getattr(pygame, f"K_{n}"): f"scene:{n}" for n in range(1, 10)},
         **{getattr(pygame, f"K_KP{n}"): f"scene:{n}" for n in range(1, 10)},
@@ -270,7 +276,8 @@ class Window:
 
         lines = (f"{number('fps', '.0f')} fps  {number('frame_ms', '.1f')} ms",
                  f"{number('tempo_bpm', '.1f')} BPM  {meter.get('mode') or ''}",
-                 f"drawn at {meter.get('gen_size') or '--'}")
+                 f"drawn at {meter.get('gen_size') or '--'}",
+                 f"detail {meter.get('detail') or '--'} {number('detail_amount', '.1f')}")
         x, y, width, line_h, bar_h = 12, 12, 240, 22, 70
         renderer.draw_blend_mode = 1  # SDL_BLENDMODE_BLEND: a see-through panel
         renderer.draw_color = (0, 0, 0, 170)

@@ -200,3 +200,121 @@ def test_the_step_down_ladder_holds_only_sizes_the_model_can_draw():
                                    fps=30.0)
     assert ladder and all(w % 4 == 0 and h % 4 == 0 for w, h in ladder), ladder
     assert tuple(show.gen_size) in ladder and ladder[0] == (128, 72)     # the floor, --min-gen-size
+
+
+# -- the compositor: the one stage that takes the frame to the outputs' size ------------------
+
+OUT = (320, 180)
+
+
+def composed_show(show_parts, image_files, method="transfer", mode="weighted", amount=1.0):  # noqa: F811
+    """A Show drawing at 32x32 (the tiny model's images) composed to OUT by a real Compositor."""
+    from flowvj.compose import Compositor
+
+    model, images, _ = show_parts
+    originals = load_show_images(image_files, OUT)
+    return Show(model, images, mode=mode, compositor=Compositor(OUT, method=method, amount=amount),
+                originals=originals)
+
+
+def high_pass(frame):
+    """Mean square of the frame's luma minus its 5x5 box blur: the fine detail a frame carries."""
+    import cv2
+
+    luma = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.mean((luma - cv2.blur(luma, (5, 5))) ** 2))
+
+
+def test_every_output_gets_composed_frames_at_the_out_size_the_first_black_one_too(
+        show_parts, image_files, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_RENDER_DRIVER", "software")
+    from flowvj.outputs.window import Window
+
+    show = composed_show(show_parts, image_files)
+    decode, calls = show.generator.decode, []
+
+    def first_fails(z):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the first decode broke")
+        return decode(z)
+
+    show.generator.decode = first_fails
+    sink = Recorder()
+    with Window(size=(640, 360)) as window, SilentPlayback(FileSource(show_parts[2])) as source:
+        stats = LiveLoop(show, source, [sink, window], fps=30).run(duration_s=1.5)
+    assert {f.shape for f in sink.frames} == {(180, 320, 3)} and window._texture_size == OUT
+    assert sink.frames[0].max() == 0 and sink.frames[-1].max() > 0     # black until the first frame
+    assert stats["errors"] == 1 and stats["out_size"] == "320x180" and stats["detail"] == "transfer"
+    assert stats["compose_ms"] > 0
+    assert sink.meters[-1]["detail"] == "transfer" and sink.meters[-1]["detail_amount"] == 1.0
+
+
+def test_a_frame_at_an_image_wears_the_originals_detail(show_parts, image_files):  # noqa: F811
+    # weighted mode starts at image 0: z is that image's latent, the weights one-hot
+    frames = []
+    for method in ("transfer", "off"):
+        show = composed_show(show_parts, image_files, method=method)
+        z = show.navigator.image_latents[0].reshape(show.navigator.latent_shape).astype(np.float32)
+        frames.append(show.compose(show.generator.decode(z), np.eye(len(show.images))[0]))
+    original = load_show_images(image_files, OUT)[0]
+    assert np.abs(frames[0].astype(int) - original).mean() < 1.0            # the original itself
+    assert high_pass(frames[0]) > 2 * high_pass(frames[1])                  # "off": a blown-up 32x32
+
+
+def test_a_failed_compose_shows_the_last_good_picture_and_freeze_holds_the_composed_frame(
+        show_parts, image_files):  # noqa: F811
+    show = composed_show(show_parts, image_files, mode="explore")
+    compose, calls = show.compositor.compose, []
+
+    def failing(frame, weights=None):
+        calls.append(1)
+        if len(calls) == 8:
+            raise RuntimeError("compose broke")
+        return compose(frame, weights)
+
+    show.compositor.compose = failing
+    events = [(20, "freeze", 1)]
+    source = SilentPlayback(FileSource(show_parts[2]))
+    loop, sink, stats = run_with_controls(show, source, events, seconds=2.0)
+    assert stats["errors"] == 1 and len(sink.frames) > 30
+    assert {f.shape for f in sink.frames} == {(180, 320, 3)}
+    held = [np.array_equal(sink.frames[22], f) for f in sink.frames[22:]]
+    assert all(held) and not all(np.array_equal(sink.frames[0], f) for f in sink.frames[1:20])
+
+
+def test_the_detail_control_sets_the_amount_live_and_the_keys_step_it(
+        show_parts, image_files, caplog):  # noqa: F811
+    import logging
+
+    show = composed_show(show_parts, image_files)
+    events = [(10, "detail", 0.0), (20, "detail_up", None), (21, "detail_up", None), (30, "detail", 3.0)]
+    with caplog.at_level(logging.INFO, logger="flowvj.show.live"):
+        loop, sink, _ = run_with_controls(show, SilentPlayback(FileSource(show_parts[2])), events,
+                                          seconds=1.5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "detail: 0.0 (transfer)" in messages and "detail: 0.2 (transfer)" in messages, messages
+    assert any("ignored control 'detail'" in m for m in messages)           # 3.0: out of range
+    assert show.compositor.amount == pytest.approx(0.2) and loop.controls()["detail"] == pytest.approx(0.2)
+    # at image 0 (weighted starts there, a quiet track keeps it near): 0 drops the detail
+    assert high_pass(sink.frames[15]) < 0.7 * high_pass(sink.frames[8])
+
+
+def test_a_size_build_makes_the_layers_for_the_new_size_and_the_frames_keep_theirs(
+        show_parts, image_files):  # noqa: F811
+    from flowvj.compose import Compositor
+
+    model, images, track = show_parts
+    originals = load_show_images(image_files, OUT)
+    from flowvj.images import resize_images
+
+    show = Show(model, resize_images(originals, (64, 36)), mode="magellan", gen_size=(64, 36),
+                compositor=Compositor(OUT), originals=originals)
+    assert show.layers.gen_size == (64, 36)
+    loop, sink, stats = run_with_controls(show, SilentPlayback(FileSource(track)), [], fps=1000,
+                                          ladder=[(32, 18), (64, 36)], late_window_s=0.3)
+    assert stats["gen_size"] == "32x18" and show.layers.gen_size == (32, 18)
+    assert {f.shape for f in sink.frames} == {(180, 320, 3)} and stats["errors"] == 0
+    # the images at the new size come from the originals (the same aspect: scaled, not re-read)
+    assert np.array_equal(show.images, resize_images(originals, (32, 18)))

@@ -76,6 +76,7 @@ class StubShow(Show):
         self.analyzer = type("A", (), {"process": staticmethod(lambda block: features(10.0, DT, **feature_args))})()
         self.generator = type("G", (), {"decode": staticmethod(lambda z: z), "bad_frames": 0,
                                         "shape": (3, 4, 4)})()
+        self.compositor = self.layers = self.originals = None       # frames stay z
 
 
 def travelled(speed=1.0, sensitivity=1.0, seconds=2.0):
@@ -129,15 +130,17 @@ def test_temperature_applies_to_weighted_and_survives_mode_switches(caplog):
 
 @pytest.fixture(scope="module")
 def serving(image_files, tmp_path_factory):  # noqa: F811
-    """A LiveLoop (explore, tiny perturbed model, a silent 30 s synth track) feeding a WebOutput on
-    a free port from a background thread; stopped at the end."""
+    """A LiveLoop (explore, tiny perturbed model, a silent 30 s synth track, composed to 640x360)
+    feeding a WebOutput on a free port from a background thread; stopped at the end."""
+    from flowvj.compose import Compositor
     from flowvj.outputs.web import WebOutput
 
     torch.manual_seed(0)
     model = perturbed(RealNVP.from_preset("tiny"))
     track = tmp_path_factory.mktemp("serve") / "t.wav"
     write_track(track, synth_track(bpm=128, duration_s=30.0, seed=4))
-    show = Show(model, load_show_images(image_files, 32), mode="explore")
+    show = Show(model, load_show_images(image_files, 32), mode="explore", compositor=Compositor((640, 360)),
+                originals=load_show_images(image_files, (640, 360)))
     sets = {"picks": image_files, "two": image_files[:2]}
     web = WebOutput(port=0, controls={"mode": "explore"}, image_sets=list(sets)).start()
     source = SilentPlayback(FileSource(track)).start()
@@ -166,6 +169,7 @@ def test_serve_end_to_end_frames_reach_the_page_and_its_controls_drive_the_loop(
             return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
         }""")).reshape(-1, 4)[:, :3]
         assert pixels.max() > 30 and pixels.std() > 5, "the canvas is blank"
+        assert page.evaluate("window.flowvjFrameSize") == [640, 360]     # the compositor's, as sent
 
         def until(condition, what, timeout_s=5.0):
             deadline = time.monotonic() + timeout_s
@@ -180,12 +184,15 @@ def test_serve_end_to_end_frames_reach_the_page_and_its_controls_drive_the_loop(
         page.fill("#speed", "2")
         page.fill("#sensitivity", "1.5")
         until(lambda: (loop.speed, loop.sensitivity) == (2.0, 1.5), "speed/sensitivity did not reach the loop")
+        page.fill("#detail", "0.5")
+        until(lambda: loop.show.compositor.amount == 0.5, "detail did not reach the compositor")
         page.select_option("#mode", "magellan")
         until(lambda: navigator.mode_name == "magellan", "mode magellan did not reach the navigator")
         assert loop.temperature == 0.5
         n_before = len(navigator.image_latents)
         page.select_option("#image_set", "two")              # loaded and encoded off the frame loop
         until(lambda: len(navigator.image_latents) == 2 != n_before, "image set 'two' did not reach the navigator")
+        assert len(loop.show.layers) == 2 and loop.show.originals.shape == (2, 360, 640, 3)   # made with it
         assert np.allclose(navigator.image_latents, loop.show.generator.encode(
             load_show_images(loop.image_sets["two"], 32)).reshape(2, -1), atol=1e-5)
         frames = page.evaluate("window.flowvjFrames")

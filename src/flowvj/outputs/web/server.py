@@ -37,9 +37,17 @@ aiohttp's own errors are logged once, then summed up in at most one line per BAD
 Protocol (one WebSocket at GET /ws; the page is GET /):
   server -> page, binary: a frame, header uint16 LE width, uint16 LE height, uint8 encoding, then
       encoding 0: width*height*3 bytes of RGB rows top to bottom (3,072 bytes for 32x32);
-      encoding 1: a JPEG of the frame (quality JPEG_QUALITY, no chroma subsampling).
-      Pages on loopback get 0 (copying is cheaper than encoding there); pages on other machines
-      get 1 for frames over RAW_MAX_PIXELS (640x360 is 691 KB raw, ~0.1 MB as JPEG).
+      encoding 1: a JPEG of the frame (quality JPEG_QUALITY; full chroma up to
+      FULL_CHROMA_MAX_PIXELS, 4:2:0 above, as the recording and every video has).
+      The frames are the compositor's, at the show's --size (1280x720 by default). Pages on other
+      machines get 1 for frames over RAW_MAX_PIXELS; pages on loopback get 0 up to
+      LOOPBACK_RAW_MAX_PIXELS (320x180) and 1 above. Why JPEG on loopback too: a raw 720p frame
+      is 2.76 MB, and the page's own work on it (the RGB -> RGBA loop in JavaScript,
+      putImageData) is what limits it: measured on the 2-core VM under load
+      (benchmarks/outputs/page_encoding.py), raw 720p at 30 fps drew 3.5-4.6 fps in the page for
+      50-65 % of a core of Chromium; JPEG 4:2:0 drew 22.5 fps for 59 % of a core of Chromium
+      plus 16 % in the server thread (PIL's libjpeg-turbo, ~9 ms a 720p frame, the GIL released
+      while it encodes), once per frame for every page; full chroma drew 19.8 fps for 50 % + 19 %.
   server -> page, text JSON {"type": "state", "controls": {name: value}, "image_sets": [...],
       "modes": [...], "ranges": {...}}: on connect and after any control change.
   server -> page, text JSON {"type": "meters", "meters": {...}}: the latest meters passed to show,
@@ -52,8 +60,8 @@ Protocol (one WebSocket at GET /ws; the page is GET /):
       1..SCENE_NAME_MAX printable characters); the state then carries "scenes", and a scene the
       engine saved joins the list (control_applied). Also blackout and freeze (0 or 1, the state
       asked for), next_image and next_mode (value null, each applied once), brightness (0..1),
-      midi_learn (a control's name or name=value, "" disarms; the state's "midi_learn" is what
-      the show says is armed, null until it has said).
+      detail (0..2, the compositor's amount), midi_learn (a control's name or name=value, ""
+      disarms; the state's "midi_learn" is what the show says is armed, null until it has said).
 Outputs never import the model or the navigator: the mode names are repeated here.
 """
 
@@ -105,6 +113,7 @@ CONTROL_RANGES = {  # numeric controls: (min, max), inclusive; the page's slider
     "speed": (0.0, 4.0),
     "sensitivity": (0.0, 4.0),
     "brightness": (0.0, 1.0),
+    "detail": (0.0, 2.0),
 }
 SWITCHES = ("blackout", "freeze")  # 0 or 1: the page sends the state it wants, never a toggle
 ACTIONS = ("next_image", "next_mode")  # no value (null): each one received is applied once
@@ -113,7 +122,9 @@ METERS_INTERVAL_S = 0.1  # meters to each client at most ~10 times a second
 START_TIMEOUT_S = 10.0
 FRAME_POLL_S = 0.002  # how often the server thread looks for a newer frame while a page is open
 RAW_MAX_PIXELS = 64 * 64  # small frames go raw to every page: a JPEG would save little and blur
+LOOPBACK_RAW_MAX_PIXELS = 320 * 180  # ... and up to this raw to loopback pages (see the docstring)
 JPEG_QUALITY = 90
+FULL_CHROMA_MAX_PIXELS = 320 * 180  # JPEGs of frames up to this keep full chroma (4:4:4), larger 4:2:0
 FRAME_ENCODINGS = ("auto", "raw", "jpeg")  # auto: JPEG to pages on other machines (see above)
 SCENE_NAME_MAX = 64  # characters in a scene's name saved from the page
 
@@ -128,8 +139,8 @@ class WebOutput:
     image_sets : names offered in the page's image-set select; a control picking another name is
         rejected.
     controls : initial values shown by the page, e.g. {"mode": "weighted", "temperature": 0.1}.
-    frame_encoding : "auto" (raw to loopback pages, JPEG to others for frames over
-        RAW_MAX_PIXELS), "raw" or "jpeg" (every page, every size).
+    frame_encoding : "auto" (JPEG for frames over LOOPBACK_RAW_MAX_PIXELS to loopback pages,
+        over RAW_MAX_PIXELS to others; raw below), "raw" or "jpeg" (every page, every size).
     """
 
     def __init__(self, host="127.0.0.1", port=8765, on_control=None, image_sets=(), controls=None,
@@ -398,8 +409,7 @@ class WebOutput:
                                    compress=False)  # deflate: CPU per frame and page; JPEG saves more
         await ws.prepare(request)
         peer = request.remote or "?"
-        jpeg = self.frame_encoding == "jpeg" or (self.frame_encoding == "auto" and not is_loopback(peer))
-        client = Client(peer, jpeg)
+        client = Client(peer, jpeg=not is_loopback(peer))   # jpeg: a remote page ("auto" sends it more)
         self._clients[ws] = client
         sender = asyncio.create_task(self._send_loop(ws, client))
         try:
@@ -449,7 +459,7 @@ class WebOutput:
                     await ws.send_str(state)
                 if new_frame_seq != frame_seq and frame is not None:
                     frame_seq = new_frame_seq
-                    await ws.send_bytes(self._frame_message(frame, frame_seq, client.jpeg))
+                    await ws.send_bytes(self._frame_message(frame, frame_seq, remote=client.jpeg))
                     self.frames_sent += 1
                 now = time.monotonic()
                 if new_meters_seq != meters_seq and now >= meters_due:
@@ -458,17 +468,20 @@ class WebOutput:
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the page went away; its handler cleans up
 
-    def _frame_message(self, raw, frame_seq, jpeg):
-        """The message of a frame for a client (raw, or JPEG for a client that takes it), each
+    def _frame_message(self, raw, frame_seq, remote):
+        """The message of a frame for a client (raw, or JPEG: see the module docstring), each
         JPEG encoded once per frame however many clients take it."""
         width, height = struct.unpack_from("<HH", raw)
-        if not jpeg or (self.frame_encoding != "jpeg" and width * height <= RAW_MAX_PIXELS):
+        pixels = width * height
+        if self.frame_encoding == "raw" or (self.frame_encoding == "auto" and pixels <= (
+                RAW_MAX_PIXELS if remote else LOOPBACK_RAW_MAX_PIXELS)):
             return raw
         if self._jpeg[0] != frame_seq:
             frame = np.frombuffer(raw, np.uint8, offset=5).reshape(height, width, 3)
             buffer = io.BytesIO()
             buffer.write(struct.pack("<HHB", width, height, 1))
-            Image.fromarray(frame).save(buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+            Image.fromarray(frame).save(buffer, "JPEG", quality=JPEG_QUALITY,
+                                        subsampling=0 if pixels <= FULL_CHROMA_MAX_PIXELS else 2)
             self._jpeg = (frame_seq, buffer.getvalue())
         return self._jpeg[1]
 

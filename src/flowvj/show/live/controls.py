@@ -19,6 +19,7 @@ log = logging.getLogger("flowvj.show.live")
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
 MAX_SCENES = 99  # scenes a show keeps (saving more is refused): keys 1-9, the page's list, the file
 ERROR_LOG_S = 5.0  # a failure's line is logged again at most this often
+DETAIL_STEP = 0.1  # the window's [ and ] keys (detail_down, detail_up): the detail amount by this much
 
 
 class ControlsApplied:
@@ -33,6 +34,8 @@ class ControlsApplied:
         values = {"mode": self.show.navigator.mode_name, "speed": self.speed,
                   "sensitivity": self.sensitivity, "brightness": self.brightness,
                   "blackout": int(self.blackout), "freeze": int(self.frozen)}
+        if self.show.compositor is not None:
+            values["detail"] = self.show.compositor.amount
         if self.temperature:
             values["temperature"] = self.temperature
         if self.image_set is not None:
@@ -65,6 +68,8 @@ class ControlsApplied:
             if action in ("speed", "sensitivity") and float(value) >= 0 and math.isfinite(float(value)):
                 setattr(self, action, float(value))
                 return f"{action}: {float(value):.2f}x"
+            if action in ("detail", "detail_down", "detail_up"):
+                return self._set_detail(action, value)
             if action == "brightness" and 0.0 <= float(value) <= 1.0:
                 self.brightness = float(value)
                 return f"brightness: {self.brightness:.2f}"
@@ -203,6 +208,24 @@ class ControlsApplied:
         kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
         return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
                                          f"{size_text(scene.gen_size)})" if kept else "")
+
+    def _set_detail(self, action, value):
+        """The compositor's detail amount (0..2): set (`detail`), or a DETAIL_STEP down or up (the
+        window's keys); the next frame composed uses it. Returns the caption."""
+        compositor = self.show.compositor
+        if compositor is None:
+            return "detail: no compositor in this show"
+        if action == "detail":
+            amount = float(value)
+            if not 0.0 <= amount <= 2.0:
+                raise ValueError(f"detail expects a number in 0..2, got {value!r}")
+        else:
+            step = DETAIL_STEP if action == "detail_up" else -DETAIL_STEP
+            amount = min(2.0, max(0.0, round(compositor.amount + step, 2)))
+        compositor.amount = amount
+        if compositor.method == "off":
+            return f"detail {amount:.1f}: no effect with --detail off"
+        return f"detail: {amount:.1f} ({compositor.method})"
 
     def _set_mode(self, name):
         options = {"temperature": self.temperature} if name == "weighted" and self.temperature else {}

@@ -8,7 +8,7 @@ import time
 
 from ...control.scenes import save_scenes
 from ...errors import UserError
-from ...images import load_show_images, resize_images
+from ...images import images_at, load_originals, load_show_images, resize_images
 from ..generator import Generator
 from ..sizes import (
     area,
@@ -53,12 +53,18 @@ class OffLoopWork:
         number, name = self._wanted_set
         show = self.show
         self._background.start("images", (number, self._state), self._load_image_set,
-                               list(self.image_sets[name] or []) or None, show.generator, show.gen_size)
+                               list(self.image_sets[name] or []) or None, show.generator, show.gen_size,
+                               show)
 
     @staticmethod
-    def _load_image_set(specs, generator, size):
-        images = load_show_images(specs, size)
-        return generator.encode(images), images
+    def _load_image_set(specs, generator, size, show):
+        """(latents, the images at the gen size, the originals at the output size, the
+        compositor's layers): all made here, in the background."""
+        if show.compositor is None:
+            images = load_show_images(specs, size)
+            return generator.encode(images), images, None, None
+        originals, images = load_originals(specs, show.out_size, size)
+        return generator.encode(images), images, originals, show.prepare_layers(originals, images)
 
     def _want_size(self, value):
         """The `gen_size` control ("WxH"): build that generation size in the background and swap
@@ -86,10 +92,13 @@ class OffLoopWork:
             self._queued.add("size")
             return
         show = self.show
+        # the files of the set on screen (None: the bundled demo images; False: not known here)
+        specs = (list(self.image_sets.get(self.image_set) or []) or None) if self.image_sets else False
         started = self._background.start("size", (self._wanted_size, self._state), self._build_size, show.model,
                                          self._wanted_size, show.precision, show.device,
                                          self._threads.get(self._wanted_size), show.images,
-                                         self._generators.pop(self._wanted_size, None))
+                                         self._generators.pop(self._wanted_size, None), show.originals,
+                                         specs, show.prepare_layers)
         if not started:
             self._give_up_size()
 
@@ -101,16 +110,25 @@ class OffLoopWork:
             self.policy.moved(time.perf_counter() - self._started, "size", tuple(self.show.gen_size))
 
     @staticmethod
-    def _build_size(model, size, precision, device, threads, images, generator=None):
+    def _build_size(model, size, precision, device, threads, images, generator=None, originals=None,
+                    specs=False, prepare=None):
         """The images encoded at `size`, with the Generator kept from an earlier visit to that
         size where there is one: a step back up reuses its ONNX session (no export, no new
-        session: the show's memory stays flat as the size goes up and down)."""
+        session: the show's memory stays flat as the size goes up and down). The images come
+        from the kept originals (images.images_at: scaled down, or read again from `specs` where
+        the aspect differs; False: the set's files are not known, the images on screen are
+        scaled), and the compositor's layers are made for them (`prepare`, the Show's). Returns
+        (generator, latents, images, layers)."""
         if generator is None:
             generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
         else:       # a picture from the last visit must not come back on a bad frame
             generator.reset_last_frame()
-        images = resize_images(images, size)
-        return generator, generator.encode(images), images
+        if originals is not None and specs is not False:
+            images = images_at(size, originals, specs)
+        else:
+            images = resize_images(originals if originals is not None else images, size)
+        layers = None if prepare is None else prepare(originals, images)
+        return generator, generator.encode(images), images, layers
 
     def _save_scenes(self):
         """Write the scenes saved live to the --scenes file, one writer at a time: saves that
@@ -177,9 +195,9 @@ class OffLoopWork:
             self._start_image_set()
             return
         name, self._wanted_set = self._wanted_set[1], None
-        latents, images = done.result
+        latents, images, originals, layers = done.result
         self.show.navigator.set_images(latents)
-        self._swap(latents=latents, images=images)
+        self._swap(latents=latents, images=images, originals=originals, layers=layers)
         self.image_set = name
         if self.temperature:
             self.show.navigator.set_temperature(self.temperature)
@@ -187,7 +205,7 @@ class OffLoopWork:
 
     def _arrived_size(self, done):
         size, state = done.key
-        generator, latents, images = done.result
+        generator, latents, images, layers = done.result
         if size != self._wanted_size:       # another size was asked for since: dropped
             self._keep_generator(size, generator)
             return
@@ -202,7 +220,7 @@ class OffLoopWork:
         generator.bad_frames, old.bad_frames = generator.bad_frames + old.bad_frames, 0
         self.show.generator = generator
         self._keep_generator(old_size, old)     # for a step back
-        self._swap(latents=latents, images=images)
+        self._swap(latents=latents, images=images, originals=self.show.originals, layers=layers)
         self.work_ms.clear()
         now_s = round(time.perf_counter() - self._started, 2)
         after = size_text(size)
@@ -219,9 +237,12 @@ class OffLoopWork:
         if size in self.ladder:
             self._generators[size] = generator
 
-    def _swap(self, latents, images):
-        """New latents and images in the Show: every job made for the old ones is now stale."""
+    def _swap(self, latents, images, originals=None, layers=None):
+        """New latents and images in the Show, with their originals and the compositor's layers
+        (the next latent's decode composes with them): every job made for the old ones is now
+        stale."""
         self.show.image_latents, self.show.images = latents, images
+        self.show.originals, self.show.layers = originals, layers
         self._state += 1
 
     def _adapt(self, now):

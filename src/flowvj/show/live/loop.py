@@ -28,20 +28,25 @@ PACING_MARGIN_S = 0.003  # a frame's work starts this much earlier than its rece
 LEAD_PERCENTILE, LEAD_FRAMES = 97, 60  # ... by this percentile of the work of the last this many frames
 
 
-def _timed(decode, z):
-    """(decode(z), how long it took in s): run in LiveLoop's decode thread."""
+def _timed(decode, compose, z, weights, layers):
+    """(the frame at the output size, seconds the decode took, seconds the compose took): run in
+    LiveLoop's decode thread, so the loop's own thread stays light (a 720p compose is ms of CPU).
+    `weights` (the navigator's, a copy) and `layers` (the compositor's, of the set and size z was
+    navigated on) travel with z; a failed compose is a failed decode (the last good picture)."""
     started = time.perf_counter()
     maybe_fail("decode")
     frame = decode(z)
-    return frame, time.perf_counter() - started
+    decoded = time.perf_counter()
+    frame = compose(frame, weights, layers)
+    return frame, decoded - started, time.perf_counter() - decoded
 
 
 @dataclasses.dataclass
 class _Making:
     """A live frame in the making: the slot it is shown in, when its audio was read, the time
     step it was navigated with, the audio block (for listeners), its Features (for the meters),
-    how long reading and navigating took, and its decode (a Future of (frame, seconds it took),
-    or None: frozen, the last frame again)."""
+    how long reading and navigating took, and its decode (a Future of (the composed frame, seconds
+    the decode took, seconds the compose took), or None: frozen, the last frame again)."""
     slot: float
     t_read: float
     front_s: float
@@ -95,6 +100,8 @@ class LiveLoop(ControlsApplied, OffLoopWork):
       image_set: a name from `image_sets` (name -> list of image paths, None for the bundled
           demo images): the images are loaded and encoded in a background thread, so the frames
           go on meanwhile, then Navigator.set_images cross-fades to them.
+      detail (0..2, or detail_down / detail_up: the window's [ and ] keys, 0.1 a press): the
+          compositor's amount, the detail added at the output size (compose.py);
       brightness (0..1): a gain on the picture the audience sees; blackout (1/0, or
           toggle_blackout): fade to black over BLACKOUT_FADE_S and back; freeze (1/0, or
           toggle_freeze): hold the picture (the music is still heard, the tempo still followed).
@@ -117,6 +124,13 @@ class LiveLoop(ControlsApplied, OffLoopWork):
     size (or one the performer asks for, the `gen_size` control) is built in the background (a
     new Generator, the images re-encoded), then swapped in with Navigator.resize_images: the
     picture stays where it is and only its resolution changes, with no stall.
+
+    The compositor (compose.py, held by the Show): the decode thread decodes z and composes the
+    frame to the outputs' size (the navigator's weights of z, a copy, and the Show's detail
+    layers of the state z was made in travel with it), so every output gets the frame at the
+    show's out size and this thread only shades and hands it on. Image-set loads and size
+    builds make the new layers in the background (from the originals, at the output size); they
+    are swapped in with the latents and the generator. Freeze holds the composed frame.
 
     Work off the loop (background.py): image-set loads, size builds and scene-file writes run
     in threads, each keyed by the state it was made for (`_state`, bumped on every swap of the
@@ -156,6 +170,7 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         self.step_downs = []            # (time_s, from "WxH", to "WxH"): the size's steps down
         self.size_changes, self.fps_changes = [], []    # [time_s, from, to], every change
         self.frame_ms, self.latency_ms = array.array("d"), array.array("d")
+        self.compose_ms = array.array("d")  # each compose (ms), in the decode thread
         self.work_ms = collections.deque(maxlen=LEAD_FRAMES)
         self._shown_s = array.array("d")    # when each frame was shown, s since the start
         self.audio_samples = 0          # heard and analysed, all blocks together
@@ -177,13 +192,15 @@ class LiveLoop(ControlsApplied, OffLoopWork):
     def _navigate(self, block, dt_s):
         """The front of a frame: the features stage (show/features.py: analysis, the DJ clock,
         the sensitivity gain) and the Show's step of speed x dt_s. Returns (the Features, the
-        latent to decode, or None while frozen: the last frame is shown again)."""
+        latent to decode, or None while frozen: the last frame is shown again, the navigator's
+        weights of that latent: a copy, for the compositor)."""
         self._take_finished()
         self.audio_samples += len(block)
         features = self.stage.process(self.show.analyzer, block, time.perf_counter())
         if self.frozen and self._last_frame is not None:
-            return features, None
-        return features, self.show.step(features, dt_s * self.speed)
+            return features, None, None
+        z = self.show.step(features, dt_s * self.speed)
+        return features, z, self.show.navigator.weights.copy()
 
     @property
     def sensitivity(self):
@@ -195,20 +212,23 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         self.stage.sensitivity = float(gain)
 
     def _next_frame(self, block, dt_s):
-        """One frame made at once, in this thread: navigate, decode, shade."""
-        _, z = self._navigate(block, dt_s)
+        """One frame made at once, in this thread: navigate, decode, compose, shade."""
+        _, z, weights = self._navigate(block, dt_s)
         if z is not None:
-            self._last_frame = self.show.generator.decode(z)
+            self._last_frame = self.show.compose(self.show.generator.decode(z), weights, self.show.layers)
         return self._shaded(self._last_frame, dt_s)
 
     def _shaded(self, frame, dt_s):
-        """The frame as the audience sees it: brightness and the blackout fade applied."""
+        """The frame as the audience sees it: brightness and the blackout fade applied. One
+        OpenCV pass over uint8 (a 720p frame: ~1 ms; numpy's float round trip took several)."""
+        import cv2
+
         step = dt_s / BLACKOUT_FADE_S
         self._black = min(1.0, self._black + step) if self.blackout else max(0.0, self._black - step)
         gain = self.brightness * (1.0 - self._black)
         if gain >= 1.0:
             return frame
-        return (frame.astype(np.float32) * gain + 0.5).astype(np.uint8)
+        return cv2.convertScaleAbs(frame, alpha=gain)      # rounded, saturated to uint8
 
     def _meters(self, features=None):
         f = features or self.show.features or self.stage.heard
@@ -219,6 +239,7 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         recent = self.frame_ms[-30:]
         fps = 1000.0 / statistics.mean(recent) if recent else 0.0
         shown = time.perf_counter() < self._notice_until
+        compositor = self.show.compositor
         return {"fps": fps, "frame_ms": recent[-1] if recent else 0.0,
                 "tempo_bpm": f.tempo_bpm if f.tempo_bpm > 0 else None,
                 "rms": f.rms_smooth, "bands": [float(b) for b in f.band_smooth],
@@ -226,6 +247,9 @@ class LiveLoop(ControlsApplied, OffLoopWork):
                 "beat": bool(getattr(f, "beat_event", f.beat)), "image_set": self.image_set,
                 "scene": self.scene, "brightness": self.brightness,
                 "blackout": self.blackout, "frozen": self.frozen,
+                "detail": compositor.method if compositor is not None else None,
+                "detail_amount": compositor.amount if compositor is not None else None,
+                "out_size": size_text(self.show.out_size),
                 "notice": self.notice if shown else "", "notice_id": self.notice_id}
 
     def run(self, duration_s=None):
@@ -299,9 +323,10 @@ class LiveLoop(ControlsApplied, OffLoopWork):
             self.show.analyzer.latency_s = self.show.latency_s + own
         decode = features = None
         try:
-            features, z = self._navigate(block, dt_s)
-            if z is not None:
-                decode = self._decoder.submit(_timed, self.show.generator.decode, z)
+            features, z, weights = self._navigate(block, dt_s)
+            if z is not None:       # the generator and the layers of the state z was navigated in
+                decode = self._decoder.submit(_timed, self.show.generator.decode, self.show.compose, z,
+                                              weights, self.show.layers)
         except Exception as error:  # noqa: BLE001 - the last good picture is shown again
             self._fault("navigation", error)
         return _Making(slot, t_read, time.perf_counter() - t_read, dt_s, block, audio_s, features,
@@ -310,14 +335,14 @@ class LiveLoop(ControlsApplied, OffLoopWork):
     def _present(self, making, last_tick):
         """Wait for the frame's decode, hold it until its slot, show it, apply the controls;
         records its work, interval and latency; returns when it was shown (perf_counter)."""
-        decode_s = None
+        decode_s = compose_s = None
         if making.decode is not None:
             try:
-                self._last_frame, decode_s = making.decode.result()
+                self._last_frame, decode_s, compose_s = making.decode.result()
             except Exception as error:  # noqa: BLE001 - the last good picture is shown again
                 self._fault("decode", error)
-        if self._last_frame is None:        # nothing drawn yet: black until a frame is
-            width, height = self.show.gen_size
+        if self._last_frame is None:        # nothing drawn yet: black (at the outputs' size) until a frame is
+            width, height = self.show.out_size
             self._last_frame = np.zeros((height, width, 3), np.uint8)
         frame = self._shaded(self._last_frame, making.dt_s)
         meters = self._meters(making.features) if making.features is not None else self._meters()
@@ -335,10 +360,12 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         # the work itself, not the wait for the decode thread: a wait measured as work would
         # lengthen the lead, start frames earlier, queue them more (a 10-minute run stepped
         # down from 192x108 to 128x72 on that feedback)
-        work_ms = (making.front_s + (decode_s or 0.0) + now - held) * 1000.0
+        work_ms = (making.front_s + (decode_s or 0.0) + (compose_s or 0.0) + now - held) * 1000.0
         self.work_ms.append(work_ms)
+        if compose_s is not None:
+            self.compose_ms.append(compose_s * 1000.0)
         if self.policy is not None:     # a frozen frame (no decode) restarts the policy's clocks
-            try:
+            try:       # the decode alone: the policy scales it by size, the compose's cost does not
                 self.policy.observe(now - self._started, work_ms, None if decode_s is None else decode_s * 1000.0)
             except Exception as error:  # noqa: BLE001 - the show goes on at the size it has
                 self._fault("size policy", error)
@@ -386,6 +413,10 @@ class LiveLoop(ControlsApplied, OffLoopWork):
                 "mode": self.show.navigator.mode_name,
                 "audio_s": self.audio_samples / self.source.rate if self.source is not None else 0.0,
                 "gen_size": size_text(self.show.gen_size),
+                "out_size": size_text(self.show.out_size),
+                "detail": self.show.compositor.method if self.show.compositor is not None else None,
+                "detail_amount": self.show.compositor.amount if self.show.compositor is not None else None,
+                "compose_ms": statistics.median(self.compose_ms) if self.compose_ms else 0.0,
                 "fps": self.fps,
                 "step_downs": [list(step) for step in self.step_downs],
                 "size_changes": self.size_changes,

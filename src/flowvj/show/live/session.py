@@ -18,9 +18,10 @@ from ...control.scenes import DEMO, load_scenes
 from ...errors import UserError
 from ...flow import load_model
 from ...flow.checkpoint import default_model
-from ...images import check_image_specs, load_show_images
+from ...compose import DEFAULT_DETAIL
+from ...images import check_image_specs, load_originals
 from ..generator import resolve_device
-from ..pipeline import Show
+from ..pipeline import Show, make_compositor
 from ..sizes import (
     area,
     check_frame_size,
@@ -36,14 +37,17 @@ log = logging.getLogger("flowvj.show.live")
 
 def open_live(*, track=None, device=None, images=None, model_path=None, mode="explore", seed=0,
               silent=False, gen_size=None, fps=60.0, output_size=(1280, 720), precision="fp32",
-              compute="cpu", latency_ms=0.0, min_gen_size=(128, 72), loop=False):
+              compute="cpu", latency_ms=0.0, min_gen_size=(128, 72), loop=False, detail=DEFAULT_DETAIL,
+              detail_amount=1.0):
     """The source, the Show and the step-down ladder of a live session: a track played (or
     followed silently), or a device. gen_size: (W, H), "auto" (the largest size on the ladder
     this machine draws within the frame budget, measured now) or None (the model's own size).
     precision: "fp32" or "int8" (decode only; encode stays exact; ~41 dB from fp32). Returns
     (source, show, ladder, measured): the ladder of sizes the show may step between (from
     min_gen_size up), and what was measured at each size tried ({(W, H): the bench row, with
-    its "decode_ms" and the ONNX Runtime "threads" measured faster there}).
+    its "decode_ms" and the ONNX Runtime "threads" measured faster there}). The Show composes
+    each frame to `output_size` (compose.py: `detail` transfer, sharpen or off, `detail_amount`
+    0..2): every output gets frames of that size.
 
     Everything the user can get wrong is checked before the model loads and before any output
     opens: the output device (so `serve` says so before it prints its URL), the images."""
@@ -57,6 +61,7 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
     if not 0 <= latency_ms <= 2000:
         raise UserError(f"--latency-ms {latency_ms:g}: expected 0..2000 ms (the display's and the sound "
                         "device's delay)")
+    compositor = make_compositor(output_size, detail, detail_amount)
     torch.set_num_threads(1)
     if track is not None:
         file_source = FileSource(track)
@@ -95,11 +100,12 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
         gen_size = (model.config.image_size,) * 2
     check_gen_fits_model(gen_size, model)
     check_gen_memory(gen_size, model)
-    images = load_show_images(images, gen_size)
+    originals, images = load_originals(images, output_size, gen_size)
     # Built before the source starts: the model's export takes a few seconds a track must not lose.
     show = Show(model, images, mode=mode, seed=seed, sample_rate=source.rate, gen_size=gen_size,
                 precision=precision, device=compute, latency_s=latency_ms / 1000.0,
-                threads=measured.get(tuple(gen_size), {}).get("threads"))
+                threads=measured.get(tuple(gen_size), {}).get("threads"), compositor=compositor,
+                originals=originals)
     return source, show, ladder, measured
 
 
@@ -111,7 +117,7 @@ def run_live(args, outputs_for):
     bus, osc_input, osc_outputs = _osc_io(args)     # a port in use or a bad --osc-send, before it too
     ndi_outputs = _ndi_outputs(args)                # --ndi without the NDI extra, before it too
     midi_outputs, clock = _dj_inputs(args, bus)     # an unknown MIDI port or a bad --midi-map too
-    output_size = check_frame_size(args.size, even=False) if getattr(args, "size", None) else (1280, 720)
+    output_size = check_frame_size(args.size, even=False)      # the compositor's: every output's frames
     track = getattr(args, "track", None)
     if track is None and getattr(args, "device", None) is None and args.command in ("play", "serve"):
         track = demo_track()
@@ -120,10 +126,13 @@ def run_live(args, outputs_for):
                                      silent=getattr(args, "silent", False), gen_size=args.gen_size,
                                      fps=args.fps, output_size=output_size, precision=args.precision,
                                      compute=args.compute, latency_ms=args.latency_ms,
-                                     min_gen_size=args.min_gen_size, loop=getattr(args, "loop", False))
+                                     min_gen_size=args.min_gen_size, loop=getattr(args, "loop", False),
+                                     detail=args.detail, detail_amount=args.detail_amount)
     outputs, recorders = osc_outputs + ndi_outputs + midi_outputs, []
     try:        # every way out from here closes what was opened (threads, sockets, files)
-        print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device})", flush=True)
+        print(f"drawing at {size_text(show.gen_size)} ({show.precision} decode on {show.device}), "
+              f"composed to {size_text(show.out_size)} (detail {args.detail}, amount {args.detail_amount:g})",
+              flush=True)
         outputs = outputs_for(args, image_sets, scenes) + outputs
         recorders = _recorder(args, record, source)
         outputs += recorders
@@ -276,7 +285,8 @@ def web_outputs(args, image_sets, scenes):
     """The page (serve), offering the image sets and the scenes run_live read."""
     from ...outputs.web import WebOutput
 
-    web = WebOutput(host=args.host, port=args.port, controls={"mode": args.mode},
+    controls = {"mode": args.mode, "detail": args.detail_amount}
+    web = WebOutput(host=args.host, port=args.port, controls=controls,
                     image_sets=list(image_sets), scenes=list(scenes) if args.scenes else None).start()
     for url in web.urls:  # beyond loopback: the LAN address(es), with the token the server asks for
         print(f"open {url} in a browser", flush=True)

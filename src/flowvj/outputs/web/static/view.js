@@ -30,6 +30,7 @@ if (token) sessionStorage.setItem("flowvj.token", token);
 if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
 window.flowvjFrames = 0;                            // frames drawn since the page opened (tests read it)
+window.flowvjFrameSize = null;                      // [width, height] of the last frame drawn
 window.flowvjState = null;                          // the last state message from the server
 window.flowvjNoticeId = null;                       // the notice_id of the last meters handled
 
@@ -59,6 +60,7 @@ function showSource(next) {
   source = next;
   draw();
   window.flowvjFrames += 1;
+  window.flowvjFrameSize = [next.width, next.height];
   const now = performance.now();
   receivedTimes.push(now);
   while (receivedTimes[0] < now - 1000) receivedTimes.shift();
@@ -171,6 +173,8 @@ function showMeters(meters) {
   // tempo_bpm is null (or 0) until the tempo locks: "--", never "0.0 BPM"
   set("tempo", isNumber(meters.tempo_bpm) && meters.tempo_bpm > 0 ? `${meters.tempo_bpm.toFixed(1)} BPM` : "-- BPM");
   set("gen_size", typeof meters.gen_size === "string" ? meters.gen_size : "--");
+  set("detail_meter", typeof meters.detail === "string" && isNumber(meters.detail_amount)
+    ? `detail ${meters.detail} ${meters.detail_amount.toFixed(1)}` : "--");
   set("meter_mode", typeof meters.mode === "string" ? meters.mode : "");
   const levels = document.getElementById("levels");
   const values = Array.isArray(meters.bands) ? meters.bands : [];
@@ -301,6 +305,15 @@ learnButton.addEventListener("click", () => {
   }
 });
 
+function nudgeDetail(step) {
+  // [ and ]: the detail amount by 0.1, as the window's keys (the slider shows it at once)
+  const slider = document.getElementById("detail");
+  const value = Math.min(2, Math.max(0, Math.round((Number(slider.value) + step) * 100) / 100));
+  slider.value = value;
+  send("detail", value);
+  showValues();
+}
+
 function recallScene(place) {
   // 1-9: the scene at that place in the --scenes file, as in the window (none: nothing happens)
   const scenes = window.flowvjState && window.flowvjState.scenes;
@@ -324,6 +337,7 @@ const KEYS = {
   b: () => flipSwitch("blackout"), p: () => flipSwitch("freeze"),
   n: () => sendAction("next_image"), " ": () => sendAction("next_image"), m: () => sendAction("next_mode"),
   c: toggleCaptions, f: toggleFullscreen, Tab: togglePanel, F1: togglePanel,
+  "[": () => nudgeDetail(-0.1), "]": () => nudgeDetail(0.1),
 };
 
 function typing(element) {
