@@ -105,7 +105,7 @@ def grid_energy(image, gen):
 class Blind(Compositor):
     """The issue's first prototype: every active image's detail added with its weight alone."""
 
-    def coefficient_maps(self, luma, weights):
+    def coefficient_maps(self, luma, weights, layers=None):
         return [(int(k), np.full(luma.shape, weights[k], np.float32)) for k in np.argsort(-weights)[:3]
                 if weights[k] > 0.01]
 
@@ -113,9 +113,9 @@ class Blind(Compositor):
 class Gate(Compositor):
     """The prototype's second step: weights gated by the local agreement of frame and image."""
 
-    def coefficient_maps(self, luma, weights):
+    def coefficient_maps(self, luma, weights, layers=None):
         size = (2 * self.radius + 1,) * 2
-        return [(int(k), weights[k] * np.exp(-np.square(cv2.boxFilter(np.abs(luma - self.layers.low_luma[k]),
+        return [(int(k), weights[k] * np.exp(-np.square(cv2.boxFilter(np.abs(luma - (layers or self.layers).low_luma[k]),
                                                                           -1, size) / self.agree)))
                 for k in np.argsort(-weights)[:3] if weights[k] > 0.01]
 

@@ -39,7 +39,8 @@ from .errors import UserError
 
 DETAIL_METHODS = ("transfer", "sharpen", "off")
 DEFAULT_DETAIL = "transfer"
-MIN_WEIGHT, MAX_IMAGES = 0.01, 3    # images whose detail a frame may wear
+MIN_WEIGHT, MAX_IMAGES = 0.01, 2    # images whose detail a frame may wear: the two heaviest (a
+                                    # morph's pair; a third cost 5-6 ms more and added little)
 MAP_ONE = 64                        # a coefficient of 1 as a uint8 map value (up to 3.98)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -179,10 +180,12 @@ class Compositor:
     def use(self, layers):
         self.layers = layers
 
-    def compose(self, frame, weights=None):
+    def compose(self, frame, weights=None, layers=None):
         """uint8 (h, w, 3) at the generation size + the navigator's weights (n,) -> uint8 (H, W, 3)
-        at the output size. Layers of another image count or generation size are not used
-        (their set or size is being swapped): the frame is then scaled with no detail."""
+        at the output size. `layers`: the detail layers to use (default: those given to `use`;
+        the live show passes the layers of the state each frame was navigated in). Layers of
+        another image count or generation size are not used (their set or size is being
+        swapped): the frame is then scaled with no detail."""
         cv2 = _cv2()
         frame = np.ascontiguousarray(frame)
         if self.method == "off":
@@ -193,27 +196,43 @@ class Compositor:
                 return base
             blurred = cv2.GaussianBlur(base, (0, 0), self.sharpen_sigma)
             return cv2.addWeighted(base, 1.0 + self.amount, blurred, -self.amount, 0.0)
-        layers = self.layers
+        layers = self.layers if layers is None else layers
         usable = (layers is not None and weights is not None and len(weights) == len(layers)
                   and layers.gen_size == (frame.shape[1], frame.shape[0]))
         low = notch(frame, self.strength)
         base = scale_to(np.clip(low + 0.5, 0, 255).astype(np.uint8), self.out_size)
         if not usable or self.amount <= 0:
             return base
-        maps = self.coefficient_maps(low @ LUMA, np.asarray(weights, np.float64))
-        if not maps:
-            return base
-        positive = negative = None
-        for k, coefficient in maps:
+        scratch = self._scratch()
+        for k, coefficient in self.coefficient_maps(low @ LUMA, np.asarray(weights, np.float64), layers):
             scaled = np.clip(coefficient * (self.amount * MAP_ONE) + 0.5, 0, 255).astype(np.uint8)
-            up = scale_to(cv2.merge((scaled, scaled, scaled)), self.out_size)
-            plus = cv2.multiply(layers.positive[k], up, scale=1.0 / MAP_ONE)
-            minus = cv2.multiply(layers.negative[k], up, scale=1.0 / MAP_ONE)
-            positive = plus if positive is None else cv2.add(positive, plus)
-            negative = minus if negative is None else cv2.add(negative, minus)
-        return cv2.subtract(cv2.add(base, positive), negative)
+            low_value, high_value = int(scaled.min()), int(scaled.max())
+            if high_value == 0:
+                continue            # gated out everywhere: nothing of this image's detail belongs
+            if low_value == high_value == MAP_ONE:      # the image itself, at amount 1: no multiply
+                plus, minus = layers.positive[k], layers.negative[k]
+            else:       # the map scaled in one channel and merged: cheaper than scaling three
+                scratch["map"][...] = scale_to(scaled, self.out_size)
+                cv2.merge((scratch["map"],) * 3, dst=scratch["map3"])
+                plus, minus = scratch["plus"], scratch["minus"]
+                cv2.multiply(layers.positive[k], scratch["map3"], dst=plus, scale=1.0 / MAP_ONE)
+                cv2.multiply(layers.negative[k], scratch["map3"], dst=minus, scale=1.0 / MAP_ONE)
+            cv2.add(base, plus, dst=base)           # saturating; one image's two halves never
+            cv2.subtract(base, minus, dst=base)     # overlap, so an image alone is exact
+        return base
 
-    def coefficient_maps(self, luma, weights):
+    def _scratch(self):
+        """Buffers at the output size, made once: fresh 2.7 MB arrays each pass cost page faults
+        (a multiply took 3.9 ms with a new output, ~1 ms into a buffer on the dev VM)."""
+        width, height = self.out_size
+        if getattr(self, "_buffers", None) is None or self._buffers["map"].shape != (height, width):
+            self._buffers = {"map": np.empty((height, width), np.uint8),
+                             "map3": np.empty((height, width, 3), np.uint8),
+                             "plus": np.empty((height, width, 3), np.uint8),
+                             "minus": np.empty((height, width, 3), np.uint8)}
+        return self._buffers
+
+    def coefficient_maps(self, luma, weights, layers=None):
         """[(image index, coefficient map (h, w) float32)] for the active images: the local ridge
         regression of the frame's luma on theirs (see the module docstring), gated by how well
         the coefficients' mix of the images' local means explains the frame's: a cross-fade
@@ -228,7 +247,7 @@ class Compositor:
         def box(x):
             return cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)
 
-        guides = [self.layers.low_luma[k] for k in active]
+        guides = [(layers or self.layers).low_luma[k] for k in active]
         mean_f = box(luma)
         means = [box(g) for g in guides]
         prior = np.array([weights[k] for k in active], np.float32)

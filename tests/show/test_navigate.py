@@ -453,16 +453,18 @@ def test_weights_start_one_hot_and_follow_weighted_next_image():
     assert nav.weights.argmax() == 1 and nav.weights[1] > 0.99
 
 
-def test_weights_after_a_set_swap_count_only_the_new_images():
-    """The old set fading out counts for none of the new set's images (its detail fades with it):
-    during the cross-fade the weights sum to less than 1, then to 1 again."""
+@pytest.mark.parametrize("count", [6, 4])
+def test_weights_after_a_set_swap_count_only_the_new_images(count):
+    """The old set fading out counts for none of the new set's images (its detail fades with it),
+    whether the new set has another number of images or the same: during the cross-fade the
+    weights sum to less than 1, then to 1 again."""
     nav = Navigator(image_latents(4), mode="explore", crossfade_s=0.5)
     f = features(0.0, DT60)
     nav.step(f, DT60)
-    nav.set_images(image_latents(6, seed=9))
+    nav.set_images(image_latents(count, seed=9))
     sums = []
     for _ in range(60):
         nav.step(f, DT60)
-        assert len(nav.weights) == 6
+        assert len(nav.weights) == count
         sums.append(nav.weights.sum())
     assert sums[0] < 0.5 and abs(sums[-1] - 1.0) < 1e-6

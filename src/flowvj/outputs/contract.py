@@ -16,8 +16,8 @@ import numpy as np
 
 @runtime_checkable
 class Output(Protocol):
-    """Every output: a frame (uint8 (H, W, 3) at the generation size, brightness and blackout
-    applied) and the meters (a dict: fps, tempo_bpm, rms, bands, gen_size, mode, beat, notice,
+    """Every output: a frame (uint8 (H, W, 3) at the show's output size, made by the compositor,
+    compose.py; brightness and blackout applied) and the meters (a dict: fps, tempo_bpm, rms, bands, gen_size, mode, beat, notice,
     ...) once a frame; `close` once, on every way out of the show."""
 
     def show(self, frame: np.ndarray, meters: dict) -> None: ...

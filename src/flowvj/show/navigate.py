@@ -396,6 +396,7 @@ class Navigator:
         self.rng = np.random.default_rng(seed)
         self.r = self.image_latents[0].copy()
         self.weights = np.eye(len(latents))[0]     # how much of each image r is made of (see step)
+        self._image_set = 0                         # counts set_images: whose images a mode's are
         self.mode_name, self.mode, self._old_mode, self._fade = None, None, None, 1.0
         self.mode_options = {}
         self.set_mode(mode, **mode_options)
@@ -416,6 +417,7 @@ class Navigator:
         except TypeError as error:       # an option the mode does not have
             raise UserError(f"navigator mode {name!r}: {error}") from None
         new.start(self.r if self.r is not None else self.image_latents[0])
+        new.image_set = self._image_set
         self._old_mode, self._fade = self.mode, 0.0
         self.mode, self.mode_name, self.mode_options = new, name, mode_options
 
@@ -426,12 +428,15 @@ class Navigator:
         latents = _checked_latents(image_latents)
         if latents.shape[1:] != self.latent_shape:
             raise UserError(f"new image latents are shaped {latents.shape[1:]}, the show's {self.latent_shape}")
-        previous = self.image_latents
+        previous, previous_weights = self.image_latents, self.weights
         self.image_latents = latents.reshape(len(latents), -1)
+        self._image_set += 1
+        self.weights = np.zeros(len(latents))      # none of the new images is on screen yet
         try:
             self.set_mode(self.mode_name, **self.mode_options)
         except UserError:                # e.g. one image for a travelling mode: keep the old set
-            self.image_latents = previous
+            self.image_latents, self.weights = previous, previous_weights
+            self._image_set -= 1
             raise
 
     def resize_images(self, image_latents):
@@ -477,7 +482,7 @@ class Navigator:
             self._fade = min(1.0, self._fade + dt_s / self.crossfade_s) if self.crossfade_s > 0 else 1.0
             s = self._fade * self._fade * (3 - 2 * self._fade)
             d = self.interpolate(self._old_mode.destination(features, dt_s), d, s)
-            weights = (1.0 - s) * self._same_images(self._old_mode.weights()) + s * weights
+            weights = (1.0 - s) * self._same_images(self._old_mode) + s * weights
         if self._fade >= 1.0:
             self._old_mode = None
         follow_s = self.mode.follow_s if self.follow_s is None else self.follow_s
@@ -485,11 +490,13 @@ class Navigator:
             self.r = d
         coefficient = float(smoothing_coefficient(follow_s, dt_s))
         self.r = self.interpolate(self.r, d, coefficient)
-        self.weights = self._same_images(self.weights)
         self.weights = self.weights + coefficient * (weights - self.weights)
         return self.r.reshape(self.latent_shape).astype(np.float32)
 
-    def _same_images(self, weights):
-        """Weights over an image set swapped out (a mode fading out on the old set) count for
-        none of the new set's images: its detail fades out with it."""
-        return weights if len(weights) == len(self.image_latents) else np.zeros(len(self.image_latents))
+    def _same_images(self, mode):
+        """A mode's weights, where it runs on the images shown now; a mode fading out on a set
+        swapped out (of any size, the same too) counts for none of the new set's images: its
+        detail fades out with it."""
+        if getattr(mode, "image_set", 0) != self._image_set:
+            return np.zeros(len(self.image_latents))
+        return mode.weights()

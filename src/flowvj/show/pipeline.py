@@ -70,8 +70,7 @@ class Show:
         while a frame is in flight never pairs its weights with another set's detail."""
         if self.compositor is None:
             return frame
-        self.compositor.use(self.layers if layers is None else layers)
-        return self.compositor.compose(frame, weights)
+        return self.compositor.compose(frame, weights, self.layers if layers is None else layers)
 
     @property
     def gen_size(self):

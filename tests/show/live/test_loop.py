@@ -268,11 +268,11 @@ def test_a_failed_compose_shows_the_last_good_picture_and_freeze_holds_the_compo
     show = composed_show(show_parts, image_files, mode="explore")
     compose, calls = show.compositor.compose, []
 
-    def failing(frame, weights=None):
+    def failing(frame, weights=None, layers=None):
         calls.append(1)
         if len(calls) == 8:
             raise RuntimeError("compose broke")
-        return compose(frame, weights)
+        return compose(frame, weights, layers)
 
     show.compositor.compose = failing
     events = [(20, "freeze", 1)]
