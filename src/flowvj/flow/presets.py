@@ -48,6 +48,11 @@ PRESETS = {
     "lite": FlowConfig(mid_channels=32, num_blocks=2, num_scales=2),
     "tiny": FlowConfig(mid_channels=8, num_blocks=1, num_scales=2),
     "hires": FlowConfig(mid_channels=8, num_blocks=1, num_scales=3),
+    # Candidates to replace hires at its cost a pixel (issue 27; benchmarks/flow/hires_candidates.py):
+    # the third scale's share of the work moved to the first two, as wider nets (0.045 MFLOP/px) or
+    # a second residual block (0.054), since the finest scale holds half the dimensions.
+    "hires-2scale": FlowConfig(mid_channels=10, num_blocks=1, num_scales=2),
+    "hires-2block": FlowConfig(mid_channels=8, num_blocks=2, num_scales=2),
 }
 
 
