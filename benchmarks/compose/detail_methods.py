@@ -166,8 +166,8 @@ GRIDS = {
     "blind": [{"strength": 0.0}],
     "gate": [{"radius": 1, "agree": g, "strength": 0.5} for g in (20.0, 40.0)],
     "guided": [{"radius": r, "eps": e} for r in (1, 2) for e in (25.0, 100.0)],
-    "transfer": [{"radius": r, "ridge": l, "agree": g, "strength": 0.5}
-                 for r, l, g in itertools.product((1, 2), (100.0, 1000.0), (40.0, 80.0))],
+    "transfer": [{"radius": r, "ridge": 100.0, "agree": g, "strength": 0.5, "prior_power": p}
+                 for r, g, p in itertools.product((1, 2), (40.0, 80.0), (1.0, 2.0))],
 }
 
 

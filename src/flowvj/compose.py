@@ -152,18 +152,23 @@ class Compositor:
     method: "transfer" (detail from the originals, see the module docstring), "sharpen" (an
     unsharp mask at the output size: the cheap baseline, no originals needed) or "off" (a plain
     bilinear scale, as before the compositor). `amount` (0..2) scales the detail, live.
-    radius, ridge, agree, strength: the transfer's window radius (px at the generation size),
-    its pull toward the navigator's weights, the local mean difference (luma levels) at which
-    the gate is 1/e, the notch's strength; chosen by benchmarks/compose/detail_methods.py.
+    radius, ridge, agree, strength, prior_power: the transfer's window radius (px at the
+    generation size), its pull toward the prior (the navigator's weights to `prior_power`: 2
+    pulls a half-way image's coefficient to 0.25, so detail finer than the generation size, which
+    the frame cannot vouch for, comes in only where the frame shows that image; 1 drew a
+    goldfish's scales and eye over a frame that showed a faint blob of it), the local mean
+    difference (luma levels) at which the gate is 1/e, the notch's strength; chosen by
+    benchmarks/compose/detail_methods.py.
     """
 
     def __init__(self, out_size=(1280, 720), method=DEFAULT_DETAIL, amount=1.0, radius=1, ridge=100.0,
-                 agree=40.0, strength=0.5, sharpen_sigma=1.0):
+                 agree=80.0, strength=0.5, sharpen_sigma=1.0, prior_power=2.0):
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.method = check_detail(method)
         self.amount = float(amount)
         self.radius, self.ridge, self.agree, self.strength = int(radius), float(ridge), float(agree), float(strength)
         self.sharpen_sigma = float(sharpen_sigma)
+        self.prior_power = float(prior_power)
         self.layers = None
 
     @property
@@ -250,7 +255,7 @@ class Compositor:
         guides = [(layers or self.layers).low_luma[k] for k in active]
         mean_f = box(luma)
         means = [box(g) for g in guides]
-        prior = np.array([weights[k] for k in active], np.float32)
+        prior = np.array([weights[k] for k in active], np.float32) ** self.prior_power
         n = len(active)
         system = np.empty(luma.shape + (n, n), np.float32)
         target = np.empty(luma.shape + (n,), np.float32)
