@@ -1,6 +1,8 @@
 """Training and evaluation of the flow (and its VAE baseline): one loop in plain sight, single
 process or torchrun DDP. The model and its loss are the only difference between the two
-(`_Recipe`); progress, checkpoints, resume, logs and DDP are shared.
+(`_Recipe`); progress, checkpoints, resume, logs and DDP are shared. `flowvj tune` (tune.py) runs
+the same loop (`run_loop`) from a bundled model on crops of the user's images: what it brings is
+its own recipe and batches (`EpochBatches` here is train's), nothing else.
 
 Reproducibility is by construction rather than by saving generator states: the data order of
 epoch e is a permutation seeded by (seed, e) and the dequantisation noise (or the VAE's
@@ -24,11 +26,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_path
-from ..data import has_test_split, load_dataset
+from ..data import has_test_split, load_dataset, load_image_folder
 from ..errors import UserError
 from ..flow import RealNVP, load_model, preset_config, read_checkpoint, save_checkpoint
 from ..flow.checkpoint import model_from_record
 from ..flow.realnvp import bits_per_dim_from, log_prob_from
+from ..images import resize_images
 from ..progress import ProgressReport, format_duration
 from . import vae as vae_module
 from .seeding import step_generator
@@ -107,7 +110,7 @@ class _Recipe:
             bpd = net(vae_module.to_levels(batch), generator)[0].mean()
             return bpd, bpd
         x = dequantise(batch, generator)
-        bpd = bits_per_dim_from(log_prob_from(*net(x)), model.dims).mean()
+        bpd = bits_per_dim_from(log_prob_from(*net(x)), x[0].numel()).mean()
         penalty = sum(g.pow(2).sum() for g in model.weight_norm_scales())
         return bpd + opts.weight_norm_l2 * penalty, bpd
 
@@ -118,6 +121,10 @@ class _Recipe:
 
     def save_samples(self, model, path, seed):
         save_sample_grid(model, path, seed=seed, temperature=1.0 if self.kind == "vae" else 0.7)
+
+    def train_mode(self, net):
+        """Put the model in the mode its steps run in: train mode (batch statistics) here."""
+        net.train()
 
 
 def load_checkpoint_model(path=None):
@@ -135,16 +142,18 @@ def load_checkpoint_model(path=None):
 
 @torch.no_grad()
 def evaluate(model, images, batch_size=250, seed=0, show_progress=True):
-    """Test bits/dim, mean NLL in nats, and the worst x -> z -> x error over `images` (uint8)."""
+    """Test bits/dim, mean NLL in nats, and the worst x -> z -> x error over `images` (uint8,
+    any size the flow takes: the flow is fully convolutional, bits/dim count the images' pixels)."""
     model.eval()
     total_bits, total_nats, worst, n = 0.0, 0.0, 0.0, len(images)
+    dims = int(np.prod(images.shape[1:]))
     report = ProgressReport("eval", n, unit="img") if show_progress else None
     for start in range(0, n, batch_size):
         batch = images[start:start + batch_size]
         x = dequantise(batch, step_generator(seed, "eval", start))
         log_p = model.log_prob(x)
-        total_nats += float((-log_p + model.dims * math.log(256)).sum())
-        total_bits += float(bits_per_dim_from(log_p, model.dims).sum())
+        total_nats += float((-log_p + dims * math.log(256)).sum())
+        total_bits += float(bits_per_dim_from(log_p, dims).sum())
         exact = to_unit(batch)
         z, _ = model(exact)
         worst = max(worst, float((model.inverse(z) - exact).abs().max()))
@@ -154,6 +163,23 @@ def evaluate(model, images, batch_size=250, seed=0, show_progress=True):
         report.close()
     return {"bits_per_dim": total_bits / n, "nll_nats": total_nats / n, "images": n,
             "max_reconstruction_error": worst}
+
+
+def images_at_size(spec, size, model, cache_dir=None, download=False):
+    """The test images `flowvj eval --size` measures a flow on: uint8 (N, H, W, 3), each aspect-filled
+    to `size` = (width, height), so a tuned model is judged at the show's size. `spec` as
+    load_dataset takes it (a folder, its test/ split when it has one; an archive at 32 px, scaled)."""
+    step = 2 ** (model.config.num_scales - 1)
+    if not isinstance(model, RealNVP):
+        raise UserError("--size is for a flow; a VAE is evaluated at its own size")
+    if size[0] % step or size[1] % step:
+        raise UserError(f"--size {size[0]}x{size[1]}: this model needs sides divisible by {step}")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if has_test_split(spec):
+            path = path / "test"
+        return load_image_folder(path, size=tuple(size), cache_dir=cache_dir).images
+    return resize_images(load_dataset(spec, "test", 32, cache_dir, download).images, tuple(size))
 
 
 def save_sample_grid(model, path, n=64, temperature=0.7, seed=0):
@@ -178,7 +204,7 @@ def save_sample_grid(model, path, n=64, temperature=0.7, seed=0):
         Image.fromarray(pixels).save(tmp, format="PNG")
 
 
-class _Distributed:
+class Distributed:
     """Rank, world size and the few collective calls the loop needs; trivial without torchrun."""
 
     def __init__(self):
@@ -235,12 +261,27 @@ def _truncate_log(path, last_step):
         tmp.write_text("".join(line + "\n" for line in keep))
 
 
+class EpochBatches:
+    """train's batches: epoch e visits the images in a permutation seeded by (seed, e), each rank
+    its own share of it, `batch_size` at a time."""
+
+    def __init__(self, image_set, batch_size, ddp):
+        self.images, self.name, self.batch_size, self.ddp = image_set.images, image_set.name, batch_size, ddp
+        self.n_per_rank = len(self.images) // ddp.world
+        self.steps_per_epoch = self.n_per_rank // batch_size
+        self._epoch, self._mine = None, None
+
+    def batch(self, seed, epoch, index, step):
+        if epoch != self._epoch:
+            order = torch.randperm(len(self.images), generator=step_generator(seed, "epoch", epoch)).numpy()
+            self._epoch, self._mine = epoch, order[self.ddp.rank::self.ddp.world][:self.n_per_rank]
+        return self.images[self._mine[index * self.batch_size:(index + 1) * self.batch_size]]
+
+
 def train(opts: TrainOptions):
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    ddp = _Distributed()
-    out = Path(opts.out)
-    ckpt_path = out / "ckpt.pt"
+    ddp = Distributed()
     recipe = _Recipe(opts.model)
     preset = opts.preset or DEFAULT_PRESETS[opts.model]
     config = recipe.config(preset, opts.image_size)
@@ -257,12 +298,28 @@ def train(opts: TrainOptions):
 
     torch.manual_seed(opts.seed)  # the same initial weights on every rank
     model = recipe.build(config)
+    batches = EpochBatches(train_set, opts.batch_size, ddp)
+    if batches.steps_per_epoch == 0:
+        raise UserError(f"--data {opts.data} has {len(train_set.images)} images, fewer than one batch of "
+                        f"{opts.batch_size} per process")
+    return run_loop(opts, recipe, model, batches, test_images, preset, ddp)
+
+
+def run_loop(opts, recipe, model, batches, test_images, preset, ddp):
+    """The one training loop (train and tune): `opts` a TrainOptions (out, lr, warmup, clipping,
+    epochs, limits, checkpoints, resume, seed); `recipe` the model's loss, evaluation and step mode;
+    `model` the starting weights (replaced by ckpt.pt's on --resume); `batches` what each step
+    learns from (`steps_per_epoch`, `name`, `batch(seed, epoch, index, step)`, a pure function of
+    its arguments, so a resumed run draws what an uninterrupted one would); `test_images`
+    evaluated at each epoch's end (None: no test figure). Returns (model, state)."""
+    out = Path(opts.out)
+    ckpt_path = out / "ckpt.pt"
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     state = {"epoch": 0, "step": 0, "cpu_s": 0.0, "wall_s": 0.0, "seed": opts.seed}
     test_bpd = None
     if opts.resume and ckpt_path.exists():
         record = recipe.read(ckpt_path)
-        model = recipe.from_record(record, ckpt_path, config)
+        model = recipe.from_record(record, ckpt_path, model.config)
         optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
         optimizer.load_state_dict(record["optimizer"])
         state.update(record["train_state"])
@@ -273,11 +330,7 @@ def train(opts: TrainOptions):
         raise UserError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
     seed = state["seed"]
     net = DistributedDataParallel(model) if ddp.world > 1 else model
-    n_per_rank = len(train_set.images) // ddp.world
-    steps_per_epoch = n_per_rank // opts.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"--data {opts.data} has {len(train_set.images)} images, fewer than one batch of "
-                        f"{opts.batch_size} per process")
+    steps_per_epoch = batches.steps_per_epoch
     log_path = out / "metrics.jsonl"
     history_path = out / "history.jsonl"
     if ddp.is_main:
@@ -293,7 +346,7 @@ def train(opts: TrainOptions):
 
     def checkpoint():
         if ddp.is_main:
-            save_checkpoint(ckpt_path, model, preset=preset, dataset=train_set.name,
+            save_checkpoint(ckpt_path, model, preset=preset, dataset=batches.name,
                             epoch=state["epoch"], step=state["step"], test_bits_per_dim=test_bpd,
                             optimizer=optimizer, train_state=dict(state))
 
@@ -310,15 +363,13 @@ def train(opts: TrainOptions):
     try:
         while state["epoch"] < opts.epochs and not stop:
             epoch = state["epoch"]
-            order = torch.randperm(len(train_set.images), generator=step_generator(seed, "epoch", epoch)).numpy()
-            mine = order[ddp.rank::ddp.world][:n_per_rank]
-            net.train()
+            recipe.train_mode(net)
             for i in range(state["step"] - epoch * steps_per_epoch, steps_per_epoch):
                 step = state["step"]
                 lr = opts.lr * min(1.0, (step + 1) / max(1, opts.warmup_steps))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = train_set.images[mine[i * opts.batch_size:(i + 1) * opts.batch_size]]
+                batch = batches.batch(seed, epoch, i, step)
                 loss, bpd = recipe.loss(net, model, batch, step_generator(seed, "noise", step, ddp.rank), opts)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -362,12 +413,12 @@ def train(opts: TrainOptions):
                 checkpoint()
                 if ddp.is_main:  # weights only, at the epoch's end: what a shipped model is cut from
                     save_checkpoint(out / "model-latest-epoch.pt", model, preset=preset,
-                                    dataset=train_set.name, epoch=state["epoch"], step=state["step"],
+                                    dataset=batches.name, epoch=state["epoch"], step=state["step"],
                                     test_bits_per_dim=test_bpd)
                     if test_bpd is not None and (best_before is None or test_bpd < best_before):
                         # the test curve bounces at a constant learning rate: keep the best epoch too
                         save_checkpoint(out / "model-best.pt", model, preset=preset,
-                                        dataset=train_set.name, epoch=state["epoch"], step=state["step"],
+                                        dataset=batches.name, epoch=state["epoch"], step=state["step"],
                                         test_bits_per_dim=test_bpd)
                 last_ckpt = time.monotonic()
                 ddp.barrier()
@@ -379,7 +430,7 @@ def train(opts: TrainOptions):
             log_file.close()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
-        del net  # its reducer holds the process group (see _Distributed.close)
+        del net  # its reducer holds the process group (see Distributed.close)
         gc.collect()
         ddp.close(finished)
     if ddp.is_main:
