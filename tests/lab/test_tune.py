@@ -46,6 +46,7 @@ def tuned(run_flowvj, photos, tmp_path_factory):
     return out, json.loads(out.with_suffix(".tune").joinpath("report.json").read_text()), result
 
 
+@pytest.mark.heavy
 def test_a_short_tune_lowers_the_bits_per_dim_of_the_tuned_images(tuned):
     out, report, result = tuned
     assert report["steps"] == 8 and report["images"] == {"tuned": 4, "held_out": 2, "cifar10": None}
@@ -59,6 +60,7 @@ def test_a_short_tune_lowers_the_bits_per_dim_of_the_tuned_images(tuned):
     assert not any(m.training for m in model.modules())
 
 
+@pytest.mark.heavy
 def test_a_resumed_tune_draws_what_an_uninterrupted_one_does(run_flowvj, photos, tmp_path):
     straight, split = tmp_path / "straight.pt", tmp_path / "split.pt"
     assert run_flowvj("tune", "--images", photos, "--out", straight, "--max-steps", 6, *SMALL,
