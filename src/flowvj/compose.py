@@ -45,11 +45,19 @@ MAP_ONE = 64                        # a coefficient of 1 as a uint8 map value (u
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _cv2():
-    import cv2
+_CV2 = None
 
-    cv2.setNumThreads(1)            # one core: the decode has the other (see the loop)
-    return cv2
+
+def opencv():
+    """OpenCV, imported on first use (the CLI's --help loads none of it) and set to one thread
+    once: the decode has the other core (see the live loop); not again on every call."""
+    global _CV2
+    if _CV2 is None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _CV2 = cv2
+    return _CV2
 
 
 def check_detail(method, flag="--detail"):
@@ -70,7 +78,7 @@ def fill_matrix(in_size, out_size):
 def scale_to(image, out_size):
     """An (h, w[, c]) uint8 or float32 image scaled bilinearly to fill `out_size` = (W, H):
     cv2.resize when the aspect is the output's (the live ladder's sizes are), else warpAffine."""
-    cv2 = _cv2()
+    cv2 = opencv()
     h, w = image.shape[:2]
     out_w, out_h = out_size
     if w * out_h == h * out_w:
@@ -83,7 +91,7 @@ def notch(image, strength):
     """Blend `strength` of a separable [1, 2, 1] / 4 blur into a small uint8 image (float32 out):
     at strength 1 the checkerboard (the generation grid's period 2) is removed entirely, at 0.5
     halved; the smooth parts hardly change."""
-    cv2 = _cv2()
+    cv2 = opencv()
     image = np.asarray(image, np.float32)
     if strength <= 0:
         return image
@@ -113,7 +121,8 @@ def _solve(system, target):
     cof = [[a[(i + 1) % 3][(j + 1) % 3] * a[(i + 2) % 3][(j + 2) % 3]
             - a[(i + 1) % 3][(j + 2) % 3] * a[(i + 2) % 3][(j + 1) % 3] for j in range(3)] for i in range(3)]
     det = a[0][0] * cof[0][0] + a[0][1] * cof[0][1] + a[0][2] * cof[0][2]
-    return np.stack([(cof[0][j] * t[0] + cof[1][j] * t[1] + cof[2][j] * t[2]) / det for j in range(3)], axis=-1)
+    return np.stack([(cof[0][j] * t[0] + cof[1][j] * t[1] + cof[2][j] * t[2]) / det for j in range(3)],
+                    axis=-1)
 
 
 class DetailLayers:
@@ -132,7 +141,7 @@ class DetailLayers:
         self.low_luma = np.stack([notch(image, strength) @ LUMA for image in show_images])
         self.positive = np.empty(originals.shape, np.uint8)
         self.negative = np.empty(originals.shape, np.uint8)
-        cv2 = _cv2()
+        cv2 = opencv()
         for k, (original, image) in enumerate(zip(originals, show_images)):
             base = scale_to(_low(image, strength), out_size)
             cv2.subtract(original, base, dst=self.positive[k])      # saturating: the + half
@@ -166,7 +175,8 @@ class Compositor:
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.method = check_detail(method)
         self.amount = float(amount)
-        self.radius, self.ridge, self.agree, self.strength = int(radius), float(ridge), float(agree), float(strength)
+        self.radius, self.ridge = int(radius), float(ridge)
+        self.agree, self.strength = float(agree), float(strength)
         self.sharpen_sigma = float(sharpen_sigma)
         self.prior_power = float(prior_power)
         self.layers = None
@@ -191,7 +201,7 @@ class Compositor:
         the live show passes the layers of the state each frame was navigated in). Layers of
         another image count or generation size are not used (their set or size is being
         swapped): the frame is then scaled with no detail."""
-        cv2 = _cv2()
+        cv2 = opencv()
         frame = np.ascontiguousarray(frame)
         if self.method == "off":
             return scale_to(frame, self.out_size)
@@ -243,7 +253,7 @@ class Compositor:
         the coefficients' mix of the images' local means explains the frame's: a cross-fade
         passes, a frame that is one image while the weights say two does not (in its flat parts
         the ridge pulls the coefficients to the weights, whose mix of means is not the frame's)."""
-        cv2 = _cv2()
+        cv2 = opencv()
         active = [int(k) for k in np.argsort(-weights)[:MAX_IMAGES] if weights[k] > MIN_WEIGHT]
         if not active:
             return []

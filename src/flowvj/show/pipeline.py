@@ -66,7 +66,7 @@ class Show:
         """The one place a frame is composed: the flow's uint8 frame at the generation size and
         the navigator's weights of its latent -> uint8 at out_size. `layers`: those of the state
         the latent was navigated in (default: the Show's own, `layers`); live, they travel with
-        the latent to the decode thread, the only thread that composes, so a set or size swapped
+        the latent to the compose thread (live/loop.py), the only thread that composes, so a set or size swapped
         while a frame is in flight never pairs its weights with another set's detail."""
         if self.compositor is None:
             return frame
@@ -108,13 +108,12 @@ class Show:
         return self.compose(self.generator.decode(z), self.navigator.weights.copy())
 
 
-DETAIL_AMOUNT_RANGE = (0.0, 2.0)    # the compositor's amount: 0 no detail, 1 the originals' as is
-
-
 def make_compositor(out_size, detail=DEFAULT_DETAIL, amount=1.0):
     """The compositor of a show command (play, live, serve, render), its out size the output's:
     --detail and --detail-amount checked, each a one-line UserError naming the flag."""
-    low, high = DETAIL_AMOUNT_RANGE
+    from ..control.catalog import CONTROLS
+
+    low, high = CONTROLS["detail"].low, CONTROLS["detail"].high     # the live control's range
     if not low <= float(amount) <= high:
         raise UserError(f"--detail-amount {amount:g}: expected a number in {low:g}..{high:g} "
                         "(0 no detail, 1 the originals' detail as is)")

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ...compose import opencv
 from ...outputs.contract import attach
 from ..features import FeatureStage
 from ..sizes import size_text
@@ -134,12 +135,12 @@ class LiveLoop(ControlsApplied, OffLoopWork):
     new Generator, the images re-encoded), then swapped in with Navigator.resize_images: the
     picture stays where it is and only its resolution changes, with no stall.
 
-    The compositor (compose.py, held by the Show): the decode thread decodes z and composes the
-    frame to the outputs' size (the navigator's weights of z, a copy, and the Show's detail
-    layers of the state z was made in travel with it), so every output gets the frame at the
-    show's out size and this thread only shades and hands it on. Image-set loads and size
-    builds make the new layers in the background (from the originals, at the output size); they
-    are swapped in with the latents and the generator. Freeze holds the composed frame.
+    The compositor (compose.py, held by the Show): the decode thread decodes z and the compose
+    thread, fed in order, composes the frame to the outputs' size (the navigator's weights of z,
+    a copy, and the Show's detail layers of the state z was made in travel with it), so every
+    output gets the frame at the show's out size and this thread only shades and hands it on.
+    Image-set loads and size builds make the new layers in the background (from the originals, at
+    the output size); they are swapped in with the latents and the generator. Freeze holds the composed frame.
 
     Work off the loop (background.py): image-set loads, size builds and scene-file writes run
     in threads, each keyed by the state it was made for (`_state`, bumped on every swap of the
@@ -179,7 +180,7 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         self.step_downs = []            # (time_s, from "WxH", to "WxH"): the size's steps down
         self.size_changes, self.fps_changes = [], []    # [time_s, from, to], every change
         self.frame_ms, self.latency_ms = array.array("d"), array.array("d")
-        self.compose_ms = array.array("d")  # each compose (ms), in the decode thread
+        self.compose_ms = array.array("d")  # each compose (ms), in the compose thread
         self.work_ms = collections.deque(maxlen=LEAD_FRAMES)
         self._shown_s = array.array("d")    # when each frame was shown, s since the start
         self.audio_samples = 0          # heard and analysed, all blocks together
@@ -230,14 +231,12 @@ class LiveLoop(ControlsApplied, OffLoopWork):
     def _shaded(self, frame, dt_s):
         """The frame as the audience sees it: brightness and the blackout fade applied. One
         OpenCV pass over uint8 (a 720p frame: ~1 ms; numpy's float round trip took several)."""
-        import cv2
-
         step = dt_s / BLACKOUT_FADE_S
         self._black = min(1.0, self._black + step) if self.blackout else max(0.0, self._black - step)
         gain = self.brightness * (1.0 - self._black)
         if gain >= 1.0:
             return frame
-        return cv2.convertScaleAbs(frame, alpha=gain)      # rounded, saturated to uint8
+        return opencv().convertScaleAbs(frame, alpha=gain)      # rounded, saturated to uint8
 
     def _meters(self, features=None):
         f = features or self.show.features or self.stage.heard
@@ -337,7 +336,8 @@ class LiveLoop(ControlsApplied, OffLoopWork):
             features, z, weights = self._navigate(block, dt_s)
             if z is not None:       # the generator and the layers of the state z was navigated in
                 decoding = self._decoder.submit(_decoded, self.show.generator.decode, z)
-                decode = self._composer.submit(_composed, self.show.compose, decoding, weights, self.show.layers)
+                decode = self._composer.submit(_composed, self.show.compose, decoding, weights,
+                                               self.show.layers)
         except Exception as error:  # noqa: BLE001 - the last good picture is shown again
             self._fault("navigation", error)
         return _Making(slot, t_read, time.perf_counter() - t_read, dt_s, block, audio_s, features,
