@@ -23,6 +23,7 @@ from flowvj.control import CONTROLS, ControlBus
 from flowvj.control.osc import OscInput, OscTelemetry, addresses, parse_port, parse_target
 from flowvj.errors import UserError
 from test_bad_input import one_line_error
+from osc_show import read_osc_port
 
 
 def wait_for(condition, timeout_s=5.0):
@@ -283,13 +284,7 @@ def test_play_takes_osc_controls_and_sends_telemetry(subprocess_env, receiver, t
                              "--osc-port", "0", "--osc-send", f"127.0.0.1:{receiver.port}", "--stats", stats_path],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        port, printed = None, []
-        for line in show.stdout:
-            printed.append(line)
-            if line.startswith("OSC: listening on 127.0.0.1:"):
-                port = int(line.rsplit(":", 1)[1])
-            if line.startswith("drawing at"):
-                break
+        port, printed = read_osc_port(show)
         assert port, "".join(printed) + show.stderr.read()
         wait_for(lambda: receiver.of("/flowvj/state"), timeout_s=60)   # the loop is running
         client = SimpleUDPClient("127.0.0.1", port)

@@ -17,6 +17,7 @@ from flowvj.audio.decode import decode
 from flowvj.audio.synth import synth_track, write_track
 from flowvj.errors import UserError
 from flowvj.outputs.recorder import ENCODER_NICE, Recorder, check_record_path
+from osc_show import read_osc_port
 
 RATE = 44100
 
@@ -275,12 +276,8 @@ def test_the_detail_control_through_osc_changes_the_recorded_pictures_fine_detai
                                  "--fps", 20),
                             env=show_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        port = None
-        for line in show.stdout:
-            if line.startswith("OSC: listening on 127.0.0.1:"):
-                port = int(line.rsplit(":", 1)[1])
-            if line.startswith("drawing at"):
-                break
+        port, printed = read_osc_port(show)
+        line = printed[-1] if printed else ""
         assert port and "composed to 640x360 (detail transfer" in line, line
         time.sleep(6.0)
         SimpleUDPClient("127.0.0.1", port).send_message("/flowvj/detail", 0.0)

@@ -23,6 +23,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from conftest import FLOWVJ, SHARED
 from flowvj.audio.synth import synth_track, write_track
+from osc_show import read_osc_port
 
 SHARED_IMAGES = SHARED / "data" / "images"
 STORM_S = 120.0
@@ -64,12 +65,7 @@ def test_a_storm_of_controls_and_failures_never_ends_the_show(subprocess_env, tm
                              "--duration", str(STORM_S + 25), "--stats", stats_path],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        port = None
-        for line in show.stdout:
-            if line.startswith("OSC: listening on 127.0.0.1:"):
-                port = int(line.rsplit(":", 1)[1])
-            if line.startswith("drawing at"):
-                break
+        port, _ = read_osc_port(show)
         assert port, show.stderr.read()[-3000:]
         time.sleep(5.0)     # the loop is running
         client, pick = SimpleUDPClient("127.0.0.1", port), random.Random(25)
