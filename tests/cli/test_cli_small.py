@@ -58,7 +58,9 @@ def test_loop_repeats_a_silent_track_until_the_duration_and_needs_silent(subproc
                              "64x36", "--stats", stats], env=dict(subprocess_env, SDL_VIDEODRIVER="dummy"),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(stats.read_text())["audio_s"] > 3.0     # more than the 2 s track: it wrapped
+    figures = json.loads(stats.read_text())
+    assert figures["audio_s"] > 3.0     # more than the 2 s track: it wrapped
+    assert figures["blas_threads"] == 1     # numpy's BLAS held to one thread (show/threads.py)
     refused = subprocess.run([str(FLOWVJ), "play", track, "--loop"], env=subprocess_env, capture_output=True,
                              text=True, timeout=120)
     assert refused.returncode == 2 and "--loop" in refused.stderr and "--silent" in refused.stderr

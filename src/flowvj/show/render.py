@@ -17,6 +17,7 @@ from ..outputs.video import VideoWriter, check_fps, check_size
 from ..progress import ProgressReport
 from .generator import resolve_device
 from .pipeline import Show, frame_bounds, make_compositor
+from .threads import one_thread_each
 from .sizes import (
     check_frame_size,
     check_gen_fits_model,
@@ -79,8 +80,6 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
 
     if engine not in ENGINES:
         raise UserError(f"--decode-engine {engine}: expected one of {', '.join(ENGINES)}")
-    import torch
-
     from ..audio.sources import FileSource
 
     size, fps = check_frame_size(check_size(size)), float(check_fps(fps))
@@ -89,7 +88,7 @@ def render(track, out, *, images=None, model_path=None, mode="explore", size=(12
         raise UserError(f"--start {start_s:g}: expected a time in seconds >= 0")
     if duration_s is not None and duration_s <= 0:
         raise UserError(f"--duration {duration_s:g}: expected a positive number of seconds")
-    torch.set_num_threads(1)  # per-frame inference: one thread (more was slower on a busy machine)
+    one_thread_each()   # per-frame inference and numpy on one thread each (threads.py)
     source = FileSource(track)
     first = int(round(start_s * source.rate))
     if first >= len(source.samples):

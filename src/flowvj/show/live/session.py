@@ -22,6 +22,7 @@ from ...compose import DEFAULT_DETAIL
 from ...images import check_image_specs, load_originals
 from ..generator import resolve_device
 from ..pipeline import Show, make_compositor
+from ..threads import blas_threads, one_thread_each
 from ..sizes import (
     area,
     check_frame_size,
@@ -51,8 +52,6 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
 
     Everything the user can get wrong is checked before the model loads and before any output
     opens: the output device (so `serve` says so before it prints its URL), the images."""
-    import torch
-
     from ...audio.devices import find_device
     from ...audio.sources import DeviceSource, FileSource, Playback, SilentPlayback
 
@@ -62,7 +61,7 @@ def open_live(*, track=None, device=None, images=None, model_path=None, mode="ex
         raise UserError(f"--latency-ms {latency_ms:g}: expected 0..2000 ms (the display's and the sound "
                         "device's delay)")
     compositor = make_compositor(output_size, detail, detail_amount)
-    torch.set_num_threads(1)
+    one_thread_each()       # the loop, decode and compose threads are the show's (threads.py)
     if track is not None:
         file_source = FileSource(track)
         if not silent:
@@ -154,6 +153,7 @@ def run_live(args, outputs_for):
                 print(f"flowvj: closing {type(output).__name__} failed: {error}", file=sys.stderr)
     for recorder in recorders:
         stats.update(recorder.stats())      # record_frames, record_dropped
+    stats["blas_threads"] = blas_threads()
     if args.stats:
         with atomic_path(args.stats) as tmp:
             tmp.write_text(json.dumps(stats) + "\n")
