@@ -170,7 +170,7 @@ class Compositor:
     benchmarks/compose/detail_methods.py.
     """
 
-    def __init__(self, out_size=(1280, 720), method=DEFAULT_DETAIL, amount=1.0, radius=1, ridge=100.0,
+    def __init__(self, out_size=(1280, 720), method=DEFAULT_DETAIL, amount=1.0, radius=2, ridge=100.0,
                  agree=80.0, strength=0.5, sharpen_sigma=1.0, prior_power=2.0):
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.method = check_detail(method)
