@@ -217,6 +217,11 @@ def test_without_scenes_the_page_hides_them_and_refuses_scene_controls():
     ('[drop]\nmood = "dark"\n', ["scenes.toml: scene 'drop': unknown field 'mood'"]),
     ('[drop]\nmode = "wild"\n', ["scenes.toml: scene 'drop': mode \"wild\" is not one of"]),
     ('[drop]\nimages = ["nowhere"]\n', ["scenes.toml: scene 'drop': images ", "nowhere does not exist"]),
+    ('[drop]\nmodel = "hirse"\n', ["scenes.toml: scene 'drop': model \"hirse\" is neither a bundled model "
+                                   "(lite, hires) nor a checkpoint's path"]),
+    ('[drop]\nmodel = 2\n', ["scenes.toml: scene 'drop': model 2 is neither a bundled model"]),
+    ('[drop]\nmodel = "gone/tuned.pt"\n',
+     ["scenes.toml: scene 'drop': model ", "gone/tuned.pt does not exist"]),
 ])
 def test_a_malformed_scenes_file_is_one_line_and_exit_2_before_the_model_loads(run_flowvj, tmp_path, text,
                                                                                  needles, monkeypatch):
@@ -235,3 +240,38 @@ def test_a_scene_file_not_made_yet_is_empty_and_a_broken_one_is_never_overwritte
     with pytest.raises(UserError, match="broken.toml"):
         save_scene(broken, Scene("x", speed=1.0))
     assert broken.read_text() == "[drop\n"
+
+
+def test_a_scenes_model_round_trips_through_the_file(tmp_path):
+    """A bundled name stays a name; a checkpoint's path is read relative to the file and written
+    back relative to it (one beside the file without a suffix as ./name, so it reads back as a path)."""
+    path = tmp_path / "show" / "scenes.toml"
+    path.parent.mkdir()
+    path.write_text('[bundled]\nmodel = "lite"\n\n[tuned]\nmodel = "../models/mine.pt"\n')
+    scenes = load_scenes(path)
+    assert scenes["bundled"].model == "lite"
+    assert scenes["tuned"].model == (tmp_path / "models" / "mine.pt").resolve()
+    look = ("explore", "slerp", None, 1.0, 1.0, 1.0, (32, 32))
+    beside = scene_now("beside", None, *look, path.parent / "mine")
+    saved = save_scene(path, scene_now("hires", None, *look, "hires"), beside)
+    text = path.read_text()
+    assert 'model = "../models/mine.pt"' in text and 'model = "hires"' in text and 'model = "./mine"' in text
+    assert load_scenes(path) == saved and saved["beside"].model == (path.parent / "mine").resolve()
+    assert saved["hires"].model == "hires" and saved["tuned"] == scenes["tuned"]
+
+
+def test_saving_records_the_model_only_when_it_is_not_the_default(parts, tmp_path):
+    """A scene saved while the show draws with the machine's default has no model (so it stays
+    portable between a CPU and a GPU machine, which each keep their own); one saved while a
+    tuned checkpoint draws names it."""
+    path, tuned = tmp_path / "scenes.toml", tmp_path / "tuned.pt"
+    loop, _ = run_loop(parts, {}, [], seconds=0.2)
+    loop.scene_file, loop.default_model_name = path, "hires"
+    loop.model_name = "hires"
+    loop._scene_control("save_scene", "default")
+    loop.model_name = tuned
+    loop._scene_control("save_scene", "tuned")
+    loop.write_scenes()
+    scenes = load_scenes(path)
+    assert scenes["default"].model is None and scenes["tuned"].model == tuned.resolve()
+    assert "model =" not in path.read_text().split("[tuned]")[0]

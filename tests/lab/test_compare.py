@@ -234,3 +234,105 @@ def test_the_show_size_in_betweens_are_composed_to_720p_beside_bilinear(report):
     with Image.open(report / detail["sheet"]) as sheet:
         assert sheet.size == (5 * 480, 2 * 270)
     assert f"src='{detail['sheet']}'" in (report / "index.html").read_text()
+
+
+# -- a tuned flow beside the model it started from ------------------------------------------------
+
+TUNE_PHOTOS = ("skimage_astronaut.png", "skimage_chelsea.png", "skimage_coffee.png", "skimage_rocket.jpg",
+               "skimage_hubble_deep_field.jpg", "mate_nature_Aqua.jpg")
+TUNE_SIZE = "64x36"     # hires needs sides divisible by 4
+
+
+@pytest.fixture(scope="module")
+def tuned_report(run_flowvj, tmp_path_factory):
+    """(the tuned model, the photos, the report folder): an 8-step `flowvj tune` of hires on six
+    real photos (4 tuned, 2 held out), then `flowvj compare --flow` on them, no --base."""
+    import shutil
+
+    from conftest import SHARED
+
+    root = tmp_path_factory.mktemp("tuned")
+    photos = root / "photos"
+    photos.mkdir()
+    for name in TUNE_PHOTOS:
+        shutil.copyfile(SHARED / "data" / "images" / name, photos / name)
+    model = root / "mine.pt"
+    result = run_flowvj("tune", "--images", photos, "--out", model, "--max-steps", 8, "--size", TUNE_SIZE,
+                        "--threads", 1, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = root / "report"
+    result = run_flowvj("compare", "-o", out, "--flow", model, "--images", photos,
+                        "--sizes", f"32x32,{TUNE_SIZE}",
+                        "--pairs", 2, "--frames", 5, "--flicker-steps", FLICKER_STEPS, "--flicker-pairs", 1,
+                        "--threads", 1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model, photos, out
+
+
+def test_tune_records_the_model_it_started_from(tuned_report):
+    assert read_checkpoint(tuned_report[0])["base"] == "hires"
+
+
+def test_a_tuned_flow_is_set_beside_its_base_with_both_models_judged_alike(tuned_report):
+    from PIL import Image
+
+    _, _, out = tuned_report
+    section = json.loads((out / "summary.json").read_text())["bundled_vs_tuned"]
+    assert section["bundled"] == "hires" and section["tuned"].endswith("mine.pt")
+    assert section["images"] == sorted(TUNE_PHOTOS)
+    assert sorted(section["roles"]) == ["held out"] * 2 + ["tuned"] * 4     # from the tune's split.json
+    assert list(section["sizes"]) == [TUNE_SIZE]            # the show's size, not the models' own 32x32
+    entry = section["sizes"][TUNE_SIZE]
+    bundled, tuned = entry["models"]["bundled"], entry["models"]["tuned"]
+    for figures in (bundled, tuned):
+        assert set(figures["judges"]) == {"hf_energy_ratio", "gradient_kurtosis", "gradient_kurtosis_ratio"}
+        values = (*figures["judges"].values(), *figures["flicker"].values())
+        assert all(np.isfinite(v) and v > 0 for v in values)
+    # eight steps on four of these six already make them cheaper to the tuned model (4.52 -> 4.47
+    # bits/dim on the four in test_tune), and the two models' in-betweens differ
+    assert tuned["bits_per_dim"] < bundled["bits_per_dim"]
+    assert tuned["judges"] != bundled["judges"]
+    with Image.open(out / entry["sheet"]) as sheet:      # two rows a pair (bundled, tuned), five columns
+        assert sheet.size == (5 * 64 * 3, 2 * 2 * 36 * 3)   # frames under 96 px tall are shown 3x
+        pixels = np.asarray(sheet.convert("RGB")).astype(np.int16)
+    tile_h = 36 * 3
+    ends = pixels[:, :64 * 3], pixels[:, -64 * 3:]
+    for pair in range(2):           # the ends are the images for both models; the middle differs
+        bundled_rows, tuned_rows = (slice((2 * pair + k) * tile_h, (2 * pair + k + 1) * tile_h)
+                                    for k in (0, 1))
+        for end in ends:
+            assert np.abs(end[bundled_rows] - end[tuned_rows]).max() <= 1
+        middle = slice(2 * 64 * 3, 3 * 64 * 3)
+        assert np.abs(pixels[bundled_rows, middle] - pixels[tuned_rows, middle]).mean() > 1.0
+    page = (out / "index.html").read_text()
+    assert "<h2>Bundled vs tuned</h2>" in page and f"src='{entry['sheet']}'" in page and "held out" in page
+
+
+def test_a_bundled_flow_has_no_base_unless_one_is_given(report, in_process_torch, tmp_path):
+    from flowvj.lab.compare import run_compare
+
+    assert "bundled_vs_tuned" not in json.loads((report / "summary.json").read_text())
+    summary = run_compare(tmp_path / "r", images=DEMO[:4], flow_path="hires", base="lite", pairs=1, frames=3,
+                          sizes="32x32", flicker_steps=2, flicker_pairs=1)
+    section = summary["bundled_vs_tuned"]
+    assert section["bundled"] == "lite" and section["roles"] is None and list(section["sizes"]) == ["32x32"]
+    assert (tmp_path / "r" / section["sizes"]["32x32"]["sheet"]).is_file()
+
+
+def test_a_base_that_cannot_be_loaded_is_one_line_naming_it(run_flowvj, tuned_report, in_process_torch,
+                                                             tmp_path):
+    from flowvj.errors import UserError
+    from flowvj.lab.compare import run_compare
+
+    model, photos, _ = tuned_report
+    for base, message in (("nowhere.pt", "--base nowhere.pt: checkpoint nowhere.pt does not exist"),
+                          (model, f"--base {model}: the flow itself")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            run_compare(tmp_path / "r", images=[photos], flow_path=model, base=base)
+    record = read_checkpoint(model)     # a tuned model whose recorded base has gone
+    record["base"] = str(tmp_path / "gone.pt")
+    torch.save(record, tmp_path / "orphan.pt")
+    result = run_flowvj("compare", "-o", tmp_path / "r", "--flow", tmp_path / "orphan.pt", "--images", photos)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "was tuned from" in result.stderr and "pass --base lite|hires|PATH" in result.stderr, result.stderr
+    assert not (tmp_path / "r").exists()

@@ -25,6 +25,7 @@ from conftest import FLOWVJ
 from flowvj.outputs.web import WebOutput, limits, server
 from test_web import browser, engine_meters, stripes  # noqa: F401  (fixture)
 from test_web_security import first_state, get, warnings_logged
+from web_feed import feeding
 
 try:
     import resource
@@ -74,25 +75,6 @@ def other_service(host, html):
 def web():
     with WebOutput(port=0) as web:
         yield web
-
-
-@contextmanager
-def feeding(web):
-    """A thread showing `web` a frame ~30 times a second (the engine), so a (re)loaded page draws."""
-    stop = threading.Event()
-
-    def feed():
-        while not stop.is_set():
-            web.show(stripes(), engine_meters())
-            stop.wait(1 / 30)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    try:
-        yield web
-    finally:
-        stop.set()
-        feeder.join()
 
 
 def connect(port, source="127.0.0.1"):
@@ -317,7 +299,7 @@ def test_a_refused_request_is_logged_with_the_token_blanked(caplog):
 
 
 def test_the_printed_url_hands_the_token_to_the_page_alone(browser):  # noqa: F811
-    with (WebOutput(host="0.0.0.0", port=0) as web, feeding(web),
+    with (WebOutput(host="0.0.0.0", port=0) as web, feeding(web, stripes(), engine_meters()),
           other_service("0.0.0.0", "another service") as (other_port, other_cookies)):
         page = browser.new_page(viewport={"width": 320, "height": 180})
         requests, sockets = [], []

@@ -14,6 +14,7 @@ from PIL import Image
 
 from flowvj.outputs.web import WebOutput
 from flowvj.outputs.web.server import MAX_MESSAGE_BYTES
+from web_feed import feeding
 
 FOREIGN_HOSTS = ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}", "127.0.0.1:1"]
 ROUTES = ["/", "/static/view.js", "/ws"]
@@ -34,19 +35,8 @@ def lan_web():
 @pytest.fixture
 def showing(web):
     """The loopback server, shown a 32x32 frame ~30 times a second by a thread (the engine)."""
-    stop = threading.Event()
-
-    def feed():
-        frame = np.full((32, 32, 3), 99, np.uint8)
-        while not stop.is_set():
-            web.show(frame, {"fps": 30.0})
-            stop.wait(1 / 30)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    yield web
-    stop.set()
-    feeder.join()
+    with feeding(web, np.full((32, 32, 3), 99, np.uint8)):
+        yield web
 
 
 def run(coroutine):

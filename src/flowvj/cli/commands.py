@@ -71,7 +71,7 @@ def compare(args):
     summary = run_compare(args.output, images=args.images, data=args.data, flow_path=args.flow,
                           vae_path=args.vae, cifar_limit=args.limit, pairs=args.pairs, frames=args.frames,
                           seed=args.seed, sizes=args.sizes, flicker_steps=args.flicker_steps,
-                          flicker_pairs=args.flicker_pairs)
+                          flicker_pairs=args.flicker_pairs, base=args.base)
     for name, s in summary["sets"].items():
         for size, e in s["sizes"].items():
             r, f = e["reconstruction"], e["flicker"]["summary"]
@@ -79,6 +79,10 @@ def compare(args):
             print(f"{name} {size}: {r['images']} images, reconstruction PSNR flow {r['flow_psnr_db']:.1f} dB{vae}; "
                   f"flicker max/mean slerp {f['flow_slerp']['max_over_mean']:.2f}, "
                   f"cross-fade {f['crossfade']['max_over_mean']:.2f}")
+    tuned = summary.get("bundled_vs_tuned")
+    for size, e in (tuned or {}).get("sizes", {}).items():
+        print(f"bundled {tuned['bundled']} vs tuned {tuned['tuned']} at {size}: "
+              + ", ".join(f"{model} {row['bits_per_dim']:.3f} bits/dim" for model, row in e["models"].items()))
     print(f"wrote {args.output}/index.html and summary.json")
 
 

@@ -197,6 +197,9 @@ def build_parser():
                                   "figures (default: none, your images only)")
     c.add_argument("--flow", help="flow checkpoint, or a bundled model: lite or hires (default: lite)")
     c.add_argument("--vae", help="VAE checkpoint from flowvj train --model vae (default: the bundled VAE)")
+    c.add_argument("--base", metavar="lite|hires|PATH",
+                   help="the model a tuned --flow is set beside, in-betweens side by side (default: the one "
+                        "flowvj tune recorded it started from, else hires; none for a bundled --flow)")
     c.add_argument("--limit", type=_positive(int), default=500, help="CIFAR-10 test images compared")
     c.add_argument("--pairs", type=_positive(int), default=4, help="interpolated pairs per image set")
     c.add_argument("--frames", type=_positive(int), default=9, help="frames per interpolation, endpoints included")
@@ -340,6 +343,10 @@ def build_parser():
             p.add_argument("--port", type=_port, default=8765, help="TCP port (0 picks a free one)")
             p.add_argument("--image-sets", nargs="+", metavar="DIR_OR_FILE",
                            help="more image sets the page offers to switch to (each folder or file one set)")
+            p.add_argument("--audience", action="store_true",
+                           help="a second page for phones (its URL printed, a QR code on the VJ page): the "
+                                "audience votes for images and a mood, which lean the show; the VJ page "
+                                "shows the tally and switches their influence off")
             p.add_argument("--size", type=_size, default="1280x720",
                            help="WIDTHxHEIGHT of the frames the page (and NDI, the recording) gets: the "
                                 "compositor's output size")

@@ -34,6 +34,8 @@ CONTROLS = {c.name: c for c in (
                                           "0 none, 1 the originals' own, 2 twice"),
     Control("blackout", "i", 0, 1, help="1 fades to black, 0 fades back"),
     Control("freeze", "i", 0, 1, help="1 holds the picture, 0 lets it move again"),
+    Control("audience", "i", 0, 1, help="with serve --audience: 1 lets the audience's votes lean the show, "
+                                        "0 turns their influence off (the votes are still counted)"),
     Control("gen_size", "s", help="draw at this generation size (WxH, e.g. 192x108), built in the "
                                   "background; with --gen-size auto the size policy adapts from there"),
     Control("midi_learn", "s", help="arm MIDI learn: the next CC or note moved is bound to this control "

@@ -10,6 +10,7 @@
     sensitivity = 1.0
     brightness = 0.8
     gen_size = "128x72"
+    model = "tuned.pt"          # "lite", "hires", or a checkpoint (.pt), relative to this file
 
     ["the drop"]
     mode = "explore"
@@ -25,6 +26,14 @@ Generation size: a scene records the size it was saved at, but recalling it keep
 size (the images are encoded at that size) and says so in its caption. The running size is what
 this machine can draw at the frame rate (auto measures it, stepping down lowers it); building
 another would stall a core for seconds mid-set, and a larger one would make the frames late.
+
+Model: a scene may name the flow it is drawn with (a bundled model or a checkpoint, such as one
+`flowvj tune` made of the DJ's images). Recalling it loads that model and re-encodes the image set
+on screen in the background, as an image-set switch does; the old model draws until then. Saving
+a scene records the model only when it is not the show's default (what a show on this machine
+draws without --model): a file of scenes saved with the default stays portable between a CPU
+(hires) and a GPU (lite) machine, and each keeps its own. So a scene without a model leaves the
+running model as it is, like every other field.
 
 The file is read with tomllib and written by the small writer here (no dependency): saving a
 scene appends its table to the file, or replaces that scene's table in place, so the comments and
@@ -61,6 +70,7 @@ class Scene:
     sensitivity: float = None
     brightness: float = None
     gen_size: tuple = None
+    model: object = None        # a bundled model's name (str), or a checkpoint's absolute Path
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Scene))[1:]
@@ -112,6 +122,8 @@ def _checked(where, key, value, folder):
         if value not in choices:
             raise UserError(f"{where}: {key} {shown} is not one of {', '.join(choices)}")
         return value
+    if key == "model":
+        return _model(where, value, shown, folder)
     if key == "gen_size":
         match = re.fullmatch(r"(\d+)x(\d+)", value) if isinstance(value, str) else None
         if not match or int(match[1]) % 2 or int(match[2]) % 2 or not int(match[1]) or not int(match[2]):
@@ -125,19 +137,35 @@ def _checked(where, key, value, folder):
     return float(value)
 
 
+def _model(where, value, shown, folder):
+    """A scene's model: a bundled name as it is, a checkpoint path made absolute (relative to the
+    file's folder). A name that is neither (a typo of "hires") is refused here, before the show."""
+    from ..flow.checkpoint import BUNDLED_MODELS
+
+    if isinstance(value, str) and value in BUNDLED_MODELS:
+        return value
+    if not (isinstance(value, str) and value.strip() and ("/" in value or "." in value)):
+        raise UserError(f"{where}: model {shown} is neither a bundled model ({', '.join(BUNDLED_MODELS)}) "
+                        "nor a checkpoint's path (expected e.g. \"tuned.pt\" or \"./models/mine\")")
+    return (folder / value).resolve()
+
+
 def scene_now(name, image_specs, mode, interpolation, temperature, speed, sensitivity, brightness,
-              gen_size):
+              gen_size, model=None):
     """The show's state as a Scene to save: image_specs are the running image set's paths (None:
-    the bundled demo images); values outside a field's range (a speed of 6 from OSC) are clipped
-    to it, so the saved file always loads."""
+    the bundled demo images); model: the one it draws with, None for the default (see the module's
+    docstring); values outside a field's range (a speed of 6 from OSC) are clipped to it, so the
+    saved file always loads."""
     images = DEMO if image_specs is None else tuple(Path(spec).resolve() for spec in image_specs)
     values = {"temperature": temperature, "speed": speed, "sensitivity": sensitivity,
               "brightness": brightness}
     for key, value in values.items():
         if value is not None:
             values[key] = min(max(float(value), CONTROLS[key].low), CONTROLS[key].high)
+    if model is not None:
+        model = _model(f"scene {name!r}", str(model), json.dumps(str(model)), Path.cwd())
     return Scene(str(name), images=images, mode=mode, interpolation=interpolation,
-                 gen_size=tuple(gen_size) if gen_size else None, **values)
+                 gen_size=tuple(gen_size) if gen_size else None, model=model, **values)
 
 
 def image_set_name(image_sets, scene):
@@ -183,6 +211,9 @@ def scene_toml(scene, folder):
             continue
         if key == "images" and value != DEMO:
             value = "[" + ", ".join(_string(_relative(p, folder)) for p in value) + "]"
+        elif key == "model" and not isinstance(value, str):
+            text = _relative(value, folder)
+            value = _string(text if "/" in text or "." in text else "./" + text)
         elif key == "gen_size":
             value = _string(f"{value[0]}x{value[1]}")
         elif isinstance(value, str):

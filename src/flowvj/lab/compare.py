@@ -14,6 +14,12 @@ its encoder and starts its decoder with a fully connected layer sized for 32x32,
 that size only; elsewhere the report is flow against cross-fade. CIFAR-10 test images are
 compared at their own 32x32: blown up they would no longer be in distribution.
 
+A tuned flow (`flowvj tune`, or any checkpoint) is also set beside the model it started from
+(`base`: the one the checkpoint records, or --base): the section "bundled vs tuned" has both
+models' in-betweens of a few pairs side by side on one sheet at each show size, the same judges
+for each (detail, kurtosis, flicker) and both models' bits/dim on those images, since the
+in-betweens are where tuning shows and the endpoints are exact either way.
+
 The report is one folder: index.html, summary.json with every figure, and the PNGs.
 """
 
@@ -27,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_dataset
+from ..data import list_image_files, load_dataset
 from ..errors import UserError
 from ..flow import load_model, read_checkpoint
-from ..flow.checkpoint import DEFAULT_MODEL, resolve_checkpoint
-from ..images import load_show_images
+from ..flow.checkpoint import BUNDLED_MODELS, DEFAULT_MODEL, resolve_checkpoint
+from ..images import DEFAULT_IMAGES, check_image_specs, load_show_images
 from ..progress import ProgressReport
 from . import judge
 from .seeding import step_generator
@@ -45,6 +51,9 @@ SIZES_EXPECTED = "expected WIDTHxHEIGHT sizes with even sides, comma-separated, 
 TILE_MIN_PX = 96  # small frames are upscaled (nearest neighbour: the pixels stay honest) to this height
 BATCH = 8  # images per flow call: a 256x144 batch of 61 would hold GBs of activations
 LARGE_STRIPS = 2  # strips written per set above the models' size (a 256x144 one is 1.4 MB); all pairs are judged
+TUNED_PAIRS = 3  # pairs on the bundled-vs-tuned sheet (more make a sheet of MBs at a show's size)
+TUNED_SHEET_T = (0.0, 0.25, 0.5, 0.75, 1.0)  # its columns: the ends (the same for both), three in-betweens
+DEFAULT_BASE = "hires"  # the base of a checkpoint that records none: what flowvj tune starts from
 
 
 def parse_sizes(text):
@@ -255,6 +264,101 @@ def compare_size(name, images, flow, vae, n_pairs, n_frames, flicker_steps, flic
     return entry
 
 
+def base_of(flow_path, base=None):
+    """The model the flow is set beside: `base` (--base), else the one its checkpoint records it
+    was tuned from (flowvj tune's `base`), else DEFAULT_BASE; None for a bundled flow with no
+    --base (there is nothing it was tuned from)."""
+    if base is not None:
+        return str(base)
+    if flow_path is None or str(flow_path) in BUNDLED_MODELS:
+        return None
+    return read_checkpoint(resolve_checkpoint(flow_path)).get("base") or DEFAULT_BASE
+
+
+def load_base(base, flow_path, given):
+    """The base flow, or a one-line UserError naming --base (or the checkpoint's record of it)."""
+    where = f"--base {base}" if given else f"{flow_path} was tuned from {base}, which"
+    same = Path(resolve_checkpoint(base)).resolve() == Path(resolve_checkpoint(flow_path)).resolve()
+    if same:
+        raise UserError(f"{where}: the flow itself; expected the model it was tuned from "
+                        "(lite, hires or a checkpoint)")
+    try:
+        return load_model(base)
+    except UserError as error:
+        advice = "" if given else "; pass --base lite|hires|PATH"
+        raise UserError(f"{where}: {error}{advice}") from None
+
+
+def image_files(specs):
+    """The files of the user's images in load_show_images's order (None: the bundled demo images)."""
+    files = []
+    for spec in check_image_specs(specs or [DEFAULT_IMAGES]):
+        if spec.is_dir():
+            files.extend(spec.resolve() / rel for rel, _, _ in list_image_files(spec.resolve()))
+        else:
+            files.append(spec.resolve())
+    return files
+
+
+def tuned_roles(files, flow_path):
+    """Each image's part in the tune (from the run's split.json beside the checkpoint): "tuned",
+    "held out" or "not in the tune"; None when the run's folder is not there to say."""
+    from .tune import run_folder
+
+    split_path = run_folder(flow_path) / "split.json" if flow_path else None
+    if split_path is None or not split_path.is_file():
+        return None
+    split = json.loads(split_path.read_text())
+    roles = {Path(f).resolve(): role for role, key in (("tuned", "tuned"), ("held out", "held_out"))
+             for f in split.get(key, [])}
+    return [roles.get(Path(f).resolve(), "not in the tune") for f in files]
+
+
+def _path_of(flow, image_a, image_b, t):
+    return interpolations(flow, None, image_a, image_b, t, ("flow_slerp",))["flow_slerp"]
+
+
+def compare_tuned(images, models, n_pairs, n_frames, flicker_steps, flicker_pairs, out, report):
+    """The section "bundled vs tuned" at the images' size: `models` is {"bundled": flow, "tuned":
+    flow}; for each, bits/dim on the images, the judges of its slerp in-betweens of the first
+    n_pairs pairs (as compare_size's) and their flicker; one sheet with both models' in-betweens
+    of each pair, bundled above tuned, written into `out`. Returns the figures."""
+    from .train import evaluate
+
+    height, width = images.shape[1:3]
+    pairs, flicker = _pairs(len(images), n_pairs), _pairs(len(images), flicker_pairs)
+    t, slow = np.linspace(0.0, 1.0, n_frames), np.linspace(0.0, 1.0, flicker_steps + 1)
+    inner = slice(1, n_frames - 1)
+    fades = [flicker_figures(interpolations(None, None, images[a], images[b], slow, ("crossfade",))
+                             ["crossfade"]) for a, b in flicker]
+    entry = {"pairs": [list(p) for p in pairs], "frames": n_frames, "flicker_steps": flicker_steps,
+             "sheet_t": list(TUNED_SHEET_T), "models": {}}
+    rows = {}
+    for role, flow in models.items():
+        scores = {}
+        for a, b in pairs:
+            for key, values in judge_frames(None, _path_of(flow, images[a], images[b], t)[inner],
+                                            images[a], images[b], t[inner]).items():
+                scores.setdefault(key, []).extend(values.tolist())
+            rows.setdefault((a, b), []).append(_path_of(flow, images[a], images[b], np.array(TUNED_SHEET_T)))
+            report.update(1)
+        steps = [flicker_figures(_path_of(flow, images[a], images[b], slow)) for a, b in flicker]
+        report.update(1)
+        entry["models"][role] = {
+            "bits_per_dim": evaluate(flow, images, show_progress=False)["bits_per_dim"],
+            "judges": {k: float(np.mean(v)) for k, v in scores.items()},
+            "flicker": {"mean_step_levels": float(np.mean([f["mean_step_levels"] for f in steps])),
+                        "max_over_mean": max(f["max_over_mean"] for f in steps),
+                        "length_over_crossfade": float(np.mean(
+                            [f["path_length_levels"] / max(c["path_length_levels"], 1e-12)
+                             for f, c in zip(steps, fades)]))}}
+    real = to_unit(images).numpy()
+    entry["real_gradient_kurtosis"] = float(judge.gradient_kurtosis(real).mean())
+    entry["sheet"] = f"user-{size_name(width, height)}-bundled-vs-tuned.png"
+    _save_grid(out / entry["sheet"], [row for pair in rows.values() for row in pair])
+    return entry
+
+
 def _save_grid(path, rows):
     """Rows of float (N, 3, H, W) images in [0, 1] as one PNG, small frames upscaled."""
     from PIL import Image
@@ -268,13 +372,16 @@ def _save_grid(path, rows):
 
 
 def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifar_limit=500,
-                pairs=4, frames=9, seed=0, sizes=DEFAULT_SIZES, flicker_steps=60, flicker_pairs=2):
+                pairs=4, frames=9, seed=0, sizes=DEFAULT_SIZES, flicker_steps=60, flicker_pairs=2, base=None):
     """Write the report folder `out` atomically (built beside it, then renamed into place).
 
     sizes: 'WxH,...' text or [(width, height), ...]: where the user's images are compared.
     flicker_steps, flicker_pairs: the slow path's steps between two images (a show at 30 fps
         crossing in 2 s takes 60) and on how many pairs it is measured (each costs
         (steps + 1) flow decodes, about 2 s apiece at 256x144 on one core).
+    base: the model the flow is set beside in "bundled vs tuned" (see base_of: by default the
+        one a tuned checkpoint records; none for a bundled flow), at each of `sizes` but the
+        models' own square (at it alone if it is the only one).
     """
     from .vae import DEFAULT_VAE, load_vae
 
@@ -284,14 +391,20 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
     if flicker_steps < 2:
         raise UserError(f"--flicker-steps {flicker_steps} gives no consecutive steps to compare; expected 2 or more")
     flow, vae = load_model(flow_path), load_vae(vae_path)
+    base_spec = base_of(flow_path, base)
+    base_flow = None if base_spec is None else load_base(base_spec, flow_path, given=base is not None)
     native = flow.config.image_size
     if vae.config.image_size != native:
         raise UserError(f"--vae {vae_path} works on {vae.config.image_size} px images, the flow on {native} px")
-    step = 2 ** (flow.config.num_scales - 1)
+    scales = max(f.config.num_scales for f in (flow, base_flow) if f is not None)
+    step = 2 ** (scales - 1)
     for w, h in sizes:
         if w % step or h % step:
-            raise UserError(f"--sizes {size_name(w, h)}: this flow squeezes {flow.config.num_scales - 1} times, "
+            models = "this flow" if base_flow is None else "the flow or its base"
+            raise UserError(f"--sizes {size_name(w, h)}: {models} squeezes {scales - 1} times, "
                             f"so it needs sides that are multiples of {step}")
+    tuned_sizes = ([size_name(w, h) for w, h in sizes if (w, h) != (native, native)]
+                   or [size_name(native, native)])
     sets = {"user": {size_name(w, h): load_show_images(images, (w, h)) for w, h in sizes}}
     from .compare_detail import OUTPUT_SIZE
 
@@ -311,6 +424,9 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
     try:
         tasks = sum(1 + len(_pairs(len(imgs), pairs)) + len(_pairs(len(imgs), flicker_pairs))
                     for by_size in sets.values() for imgs in by_size.values())
+        n_user = len(next(iter(sets["user"].values())))
+        if base_flow is not None:
+            tasks += 2 * len(tuned_sizes) * (len(_pairs(n_user, min(pairs, TUNED_PAIRS))) + 1)
         report = ProgressReport("compare", tasks, unit="task")
         summary = {
             "flow": {"checkpoint": str(flow_path or DEFAULT_MODEL.name), "image_size": native,
@@ -330,6 +446,14 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
                                                 flicker_steps, flicker_pairs, tmp, report,
                                                 originals if name == "user" and not fits else None)
                 summary["sets"][name] = {"images": len(next(iter(by_size.values()))), "sizes": entries}
+            if base_flow is not None:
+                files = image_files(images)
+                summary["bundled_vs_tuned"] = {
+                    "bundled": base_spec, "tuned": str(flow_path or DEFAULT_MODEL.name),
+                    "images": [f.name for f in files], "roles": tuned_roles(files, flow_path),
+                    "sizes": {size: compare_tuned(sets["user"][size], {"bundled": base_flow, "tuned": flow},
+                                                  min(pairs, TUNED_PAIRS), frames, flicker_steps,
+                                                  flicker_pairs, tmp, report) for size in tuned_sizes}}
         report.close()
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         from .compare_report import write_html
@@ -344,7 +468,8 @@ def run_compare(out, images=None, data=None, flow_path=None, vae_path=None, cifa
 def _is_report_file(name):
     """A file an earlier report wrote (strips, reconstructions and detail sheets, whose set may
     differ now)."""
-    return (name.endswith(".png") and ("-strip-" in name or name.endswith("-reconstructions.png"))
+    return (name.endswith(".png") and ("-strip-" in name or name.endswith("-reconstructions.png")
+                                       or name.endswith("-bundled-vs-tuned.png"))
             or name.endswith(".jpg") and "-detail-" in name)
 
 

@@ -167,6 +167,49 @@ def _detail_section(size, d):
 
 CROP_TEXT = "480x270 centre"
 
+TUNED_TEXT = (
+    "<p>The tuned flow <code>{tuned}</code> beside the model it started from, <code>{bundled}</code>, on "
+    "your images at the show's size. Both reproduce your images exactly (a flow is invertible), so "
+    "tuning shows only in the in-betweens: the question is whether the tuned ones look more like "
+    "your collection. Bits/dim is each model's exact cost of your images (lower = the images are "
+    "more expected: what tuning optimises, so it flatters the tuned model here); detail and kurtosis "
+    "are the in-betweens' over the endpoints' blend (1 = as sharp / as sparse as your images); "
+    "flicker as above (the show's slerp path).</p>")
+
+
+def _tuned_section(t):
+    """Bundled vs tuned: both models' figures in one table and their in-betweens on one sheet."""
+    roles = t.get("roles")
+
+    def named(i):
+        role = f", {roles[i]}" if roles else ""
+        return f"{i} <code>{escape(t['images'][i])}</code>{role}"
+
+    parts = ["<h2>Bundled vs tuned</h2>",
+             TUNED_TEXT.format(tuned=escape(t["tuned"]), bundled=escape(t["bundled"]))]
+    for size, e in t["sizes"].items():
+        rows = []
+        for role, m in e["models"].items():
+            j, f = m["judges"], m["flicker"]
+            label = f"{role} ({escape(t[role])})"
+            rows.append([label, _fmt(m["bits_per_dim"]), _fmt(j["hf_energy_ratio"], 2),
+                         _fmt(j["gradient_kurtosis_ratio"], 2), _fmt(j["gradient_kurtosis"], 2),
+                         _fmt(f["mean_step_levels"], 2), _fmt(f["max_over_mean"], 2),
+                         _fmt(f["length_over_crossfade"], 2)])
+        rows.append(["your images (reference)", "-", "1.00", "1.00", _fmt(e["real_gradient_kurtosis"], 2),
+                     "-", "-", "-"])
+        pairs = "; ".join(f"{named(a)} &rarr; {named(b)}" for a, b in e["pairs"])
+        ts = ", ".join(f"{x:g}" for x in e["sheet_t"])
+        parts += [f"<h3>{size}</h3>",
+                  _table(["model", "bits/dim on your images", "detail / endpoints'", "kurtosis / endpoints'",
+                          "gradient kurtosis", "flicker: mean step (levels)", "max / mean",
+                          "length / cross-fade"], rows),
+                  f"<figure><img src='{e['sheet']}' alt='bundled and tuned in-betweens at {size}'>"
+                  "<figcaption>"
+                  f"two rows per pair, bundled above tuned; t = {ts} (the ends are your images, the same "
+                  f"for both); pairs: {pairs}</figcaption></figure>"]
+    return "\n".join(parts)
+
 
 def page(summary):
     flow, vae = summary["flow"], summary["vae"]
@@ -191,6 +234,8 @@ def page(summary):
              JUDGES_TEXT.format(vae_size=vae_size), FLICKER_TEXT.format(steps=steps, seconds=steps / 30)]
     if "user" in summary["sets"]:
         parts += ["<h2>Your images at each size: detail and flicker</h2>", _overview_table(summary["sets"]["user"])]
+    if summary.get("bundled_vs_tuned"):
+        parts.append(_tuned_section(summary["bundled_vs_tuned"]))
     for name, s in summary["sets"].items():
         parts.append(f"<h2>{escape(SET_TITLES.get(name, name))}</h2>")
         for size, e in s["sizes"].items():

@@ -12,7 +12,8 @@ torchrun) with two things of its own:
 
 It holds a few of the images out (seeded), and measures bits/dim before and after on the tuned
 images and on the held-out ones at the show's size, and on a CIFAR-10 test sample (what it
-forgot).
+forgot). The tuned checkpoint records the model it started from (`base`), so `flowvj compare
+--flow` sets the two side by side without being told which.
 
 The defaults were chosen by cross-validation (benchmarks/flow/tune_table.py, figures in
 tune_table.json): hires tuned 100 steps on 7 of half of ../shared/data/images, judged on 3 of
@@ -45,7 +46,7 @@ from ..atomic import atomic_path
 from ..data import default_cache_dir, list_image_files, load_dataset, load_image
 from ..errors import UserError
 from ..flow import load_model, read_checkpoint, save_checkpoint
-from ..flow.checkpoint import resolve_checkpoint
+from ..flow.checkpoint import BUNDLED_MODELS, resolve_checkpoint
 from ..images import check_image_specs
 from .seeding import step_generator
 from .train import Distributed, TrainOptions, _Recipe, evaluate, run_loop
@@ -231,6 +232,7 @@ def tune(opts: TuneOptions):
     after = measure(model, sets)
     save_checkpoint(opts.out, model, preset=preset, dataset=batches.name, epoch=state["epoch"],
                     step=state["step"], test_bits_per_dim=after["held_out"])
+    record_base(opts.out, start)
     report = {"model": str(start), "out": str(opts.out), "size": f"{width}x{height}", "crop": crop,
               "steps": state["step"], "wall_s": state["wall_s"], "cpu_s": state["cpu_s"],
               "images": {"tuned": len(tuned_files), "held_out": len(held_files),
@@ -240,6 +242,21 @@ def tune(opts: TuneOptions):
     with atomic_path(folder / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1, default=str))
     return report
+
+
+def base_name(start):
+    """What a tuned model records it started from: a bundled model by its name (portable between
+    installs), a checkpoint by its absolute path."""
+    return str(start) if str(start) in BUNDLED_MODELS else str(Path(start).resolve())
+
+
+def record_base(path, start):
+    """Add `base` (base_name(start)) to the checkpoint at `path`, so `flowvj compare --flow` can set
+    the tuned model beside the one it started from without being told which."""
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    record["base"] = base_name(start)
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
 
 
 def _split(opts, folder):

@@ -27,6 +27,11 @@ from ..errors import UserError
 
 WARMUP_S = 1.0      # see activity()
 LEVEL_ATTACK_S, LEVEL_RELEASE_S = 0.05, 1.0     # see Mode.follow_activity()
+# The audience's lean (Navigator.set_bias): mild by design, the VJ's show stays the VJ's.
+AUDIENCE_PICK_GAIN = 2.0    # explore: an image the whole room wants is picked 3x as often as one none does
+AUDIENCE_BLEND_GAIN = 1.0   # weighted: its weight doubles before the weights are normalised again
+MOOD_DRIVE = 0.25           # intense: the travelling modes' motion x1.25; calm: x0.75
+MOOD_TEMPERATURE = 0.5      # intense: weighted's temperature x0.71 (one image stands out); calm: x1.41
 
 
 def lerp(a, b, t):
@@ -135,6 +140,8 @@ class Mode:
 
     min_images = 1
     follow_s = 0.01     # the Navigator's default following time for this mode (see Navigator)
+    audience = None     # the room's share behind each image (n,), 0..1, or None (Navigator.set_bias)
+    drive_gain = temperature_gain = 1.0     # the audience's mood (Navigator.set_bias); 1.0 without
 
     def __init__(self, latents, interpolate, rng):
         self.latents, self.interpolate, self.rng = latents, interpolate, rng
@@ -162,8 +169,9 @@ class Mode:
         return self.level
 
     def drive(self, features, dt_s):
-        """This frame's motion drive (see `motion_drive`); called once per destination."""
-        return motion_drive(features)
+        """This frame's motion drive (see `motion_drive`), times the audience's mood; called once
+        per destination."""
+        return motion_drive(features) * self.drive_gain
 
     def nearest_image(self, r):
         return int(np.argmin(np.linalg.norm(self.latents - r, axis=1)))
@@ -205,7 +213,11 @@ class WeightedMode(Mode):
         self.blend_weights = np.eye(len(self.latents))[self.nearest_image(r)]   # begin where r is
 
     def destination(self, features, dt_s):
-        target = softmax(rebin(features.band_energy, len(self.latents)), self.temperature)
+        levels = rebin(features.band_energy, len(self.latents))
+        target = softmax(levels, self.temperature * self.temperature_gain)
+        if self.audience is not None:   # the room's images weigh more (rows are rolled: by `order`)
+            target = target * (1.0 + AUDIENCE_BLEND_GAIN * self.audience[self.order])
+            target = target / target.sum()
         coefficient = smoothing_coefficient(self.smoothing_s, dt_s)
         self.blend_weights = self.blend_weights + coefficient * (target - self.blend_weights)
         return blend(self.latents, self.blend_weights, self.interpolation)
@@ -300,7 +312,16 @@ class ExploreMode(Mode):
         self.start(latents[0])
 
     def _pick_other(self, index):
+        if self.audience is not None:
+            return self._pick_leaning(index)
         return int((index + 1 + self.rng.integers(len(self.latents) - 1)) % len(self.latents))
+
+    def _pick_leaning(self, index):
+        """Another image than `index`, the odds of each 1 + AUDIENCE_PICK_GAIN x the room's share
+        behind it: every image stays possible, the voted ones come up more often."""
+        odds = 1.0 + AUDIENCE_PICK_GAIN * self.audience
+        odds[index] = 0.0
+        return int(self.rng.choice(len(odds), p=odds / odds.sum()))
 
     def start(self, r):
         self.home, self.amount, self.beats, self.since_pick_s = self.nearest_image(r), 0.0, 0, 0.0
@@ -399,6 +420,7 @@ class Navigator:
         self._image_set = 0                         # counts set_images: whose images a mode's are
         self.mode_name, self.mode, self._old_mode, self._fade = None, None, None, 1.0
         self.mode_options = {}
+        self.bias = (None, 0.0)         # the audience's (image shares, mood): see set_bias
         self.set_mode(mode, **mode_options)
         self._fade = 1.0                # the first mode starts at once: nothing to fade from
 
@@ -418,6 +440,7 @@ class Navigator:
             raise UserError(f"navigator mode {name!r}: {error}") from None
         new.start(self.r if self.r is not None else self.image_latents[0])
         new.image_set = self._image_set
+        self._lean(new)
         self._old_mode, self._fade = self.mode, 0.0
         self.mode, self.mode_name, self.mode_options = new, name, mode_options
 
@@ -429,6 +452,7 @@ class Navigator:
         if latents.shape[1:] != self.latent_shape:
             raise UserError(f"new image latents are shaped {latents.shape[1:]}, the show's {self.latent_shape}")
         previous, previous_weights = self.image_latents, self.weights
+        self.bias = (None, self.bias[1])   # the room's images were the old set's
         self.image_latents = latents.reshape(len(latents), -1)
         self._image_set += 1
         self.weights = np.zeros(len(latents))      # none of the new images is on screen yet
@@ -472,6 +496,33 @@ class Navigator:
             if isinstance(mode, WeightedMode):
                 mode.temperature = temperature
         return temperature
+
+    def set_bias(self, image_shares=None, mood=0.0):
+        """The audience's lean (outputs/web/audience.py counts the votes; the live show passes
+        them on while the VJ's `audience` switch is on): `image_shares` (n,), the room's share
+        behind each image of the set shown (0..1), or None; `mood` -1 (calm) .. 1 (intense).
+        Explore picks its next target with odds leaning toward the shares, weighted leans its
+        blend toward them, and the mood scales the travelling modes' motion and weighted's
+        temperature (MOOD_*). set_bias(None, 0) is the show as it is without an audience."""
+        shares = None
+        if image_shares is not None:
+            shares = np.asarray(image_shares, dtype=np.float64)
+            if shares.shape != (len(self.image_latents),) or not np.all(np.isfinite(shares)):
+                raise UserError(f"audience shares must be {len(self.image_latents)} numbers, "
+                                f"got {image_shares!r}")
+            shares = np.clip(shares, 0.0, 1.0)
+        self.bias = (shares, float(np.clip(mood, -1.0, 1.0)))
+        for mode in (self.mode, self._old_mode):
+            if mode is not None:
+                self._lean(mode)
+
+    def _lean(self, mode):
+        """Give a mode the audience's lean (a mode on a set swapped out gets the mood only)."""
+        shares, mood = self.bias
+        same = getattr(mode, "image_set", self._image_set) == self._image_set
+        mode.audience = shares if same and shares is not None and len(shares) == len(mode.latents) else None
+        mode.drive_gain = 1.0 + MOOD_DRIVE * mood
+        mode.temperature_gain = 2.0 ** (-MOOD_TEMPERATURE * mood)
 
     def step(self, features, dt_s):
         """Advance dt_s seconds with these Features; returns z (float32, one image latent's shape).

@@ -55,6 +55,24 @@ class Client:
         return self.allowance < 0
 
 
+class Bucket:
+    """A token bucket: `take()` spends one of `burst` tokens, refilled at `per_s`; False when none
+    is left. Client's message bound, with other figures (the audience page's, audience.py)."""
+
+    def __init__(self, per_s, burst):
+        self.per_s, self.burst = float(per_s), float(burst)
+        self.tokens, self.refilled = self.burst, time.monotonic()
+
+    def take(self, now=None):
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.per_s)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
 class Tally:
     """Warnings of one kind: the first is logged at once, the rest summed up in at most one line
     per BAD_LOG_INTERVAL_S (and at flush), so a flood of junk cannot flood the show's terminal."""

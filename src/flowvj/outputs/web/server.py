@@ -62,6 +62,15 @@ Protocol (one WebSocket at GET /ws; the page is GET /):
       asked for), next_image and next_mode (value null, each applied once), brightness (0..1),
       detail (0..2, the compositor's amount), midi_learn (a control's name or name=value, ""
       disarms; the state's "midi_learn" is what the show says is armed, null until it has said).
+
+The audience (audience=...: `flowvj serve --audience`; audience.py says what holds a room): phones
+open GET /audience (audience.html) from the QR code of `audience_urls`, which carries a token of
+their own (/audience#token=...), and cast ballots on GET /audience/ws; that socket needs the
+audience token, the VJ's /ws refuses it, and no message on it reaches a control. VJ pages get
+{"type": "audience", "urls": [...], "qr": an SVG data: URI} on connect and {"type": "tally",
+"voters", "image", "set", "mood", "on", "accepted", "refused", "control_attempts"} when it changes;
+the engine gets ("audience_bias", {"image_set", "images", "mood"}) from pending_controls (the
+latest only), and "audience" (0 or 1) is the VJ's switch, a control like blackout.
 Outputs never import the model or the navigator: the mode names are repeated here.
 """
 
@@ -94,6 +103,7 @@ from .access import (
     token_matches,
     url_host,
 )
+from .audience import Audience, Room, qr_data_uri
 from .limits import (
     IDLE_TIMEOUT_S,
     MAX_MESSAGE_BYTES,
@@ -115,7 +125,7 @@ CONTROL_RANGES = {  # numeric controls: (min, max), inclusive; the page's slider
     "brightness": (0.0, 1.0),
     "detail": (0.0, 2.0),
 }
-SWITCHES = ("blackout", "freeze")  # 0 or 1: the page sends the state it wants, never a toggle
+SWITCHES = ("blackout", "freeze", "audience")  # 0 or 1: the page sends the state it wants, never a toggle
 ACTIONS = ("next_image", "next_mode")  # no value (null): each one received is applied once
 LEARN = "midi_learn"  # a control's name (or name=value; "" disarms), checked by the MIDI listener
 METERS_INTERVAL_S = 0.1  # meters to each client at most ~10 times a second
@@ -141,10 +151,12 @@ class WebOutput:
     controls : initial values shown by the page, e.g. {"mode": "weighted", "temperature": 0.1}.
     frame_encoding : "auto" (JPEG for frames over LOOPBACK_RAW_MAX_PIXELS to loopback pages,
         over RAW_MAX_PIXELS to others; raw below), "raw" or "jpeg" (every page, every size).
+    audience : None (no audience page), or {image set name: [its images' names, in the show's
+        order]}: the audience page is served and `audience_urls` says where (audience.py).
     """
 
     def __init__(self, host="127.0.0.1", port=8765, on_control=None, image_sets=(), controls=None,
-                 frame_encoding="auto", scenes=None):
+                 frame_encoding="auto", scenes=None, audience=None):
         if frame_encoding not in FRAME_ENCODINGS:
             raise ValueError(f"frame_encoding must be one of {FRAME_ENCODINGS}, got {frame_encoding!r}")
         self.host, self.port = host, int(port)
@@ -155,6 +167,9 @@ class WebOutput:
         self.controls = {"mode": MODES[0], "temperature": 0.1, "speed": 1.0, "sensitivity": 1.0}
         if self.image_sets:
             self.controls["image_set"] = self.image_sets[0]
+        self.audience = None if audience is None else Audience(self.image_sets, audience)
+        if self.audience is not None:
+            self.controls["audience"] = 1
         self.controls.update(controls or {})
         self.token = None if is_loopback(host) else new_token()  # loopback stays token-free
         self._names = self._addresses = None  # our Host names and LAN addresses, found by start()
@@ -168,6 +183,8 @@ class WebOutput:
         self._pending = []      # (name, value) accepted from pages, drained by pending_controls()
         self._wake_scheduled = False
         self._loop = self._thread = self._runner = self._poller = self._listener = self._gate = None
+        self._room = self._qr = self._tally = None      # the audience's sockets, QR code, tally text
+        self._tally_seq = 0
         self._clients = {}      # ws -> Client
         self._refused = Tally("refused", "a request", "requests")
         self._server_logs = ServerLogs()  # aiohttp's own log lines and the loop's errors, summed up
@@ -190,6 +207,14 @@ class WebOutput:
     def url(self):
         """The first of `urls`."""
         return self.urls[0]
+
+    @property
+    def audience_urls(self):
+        """Where phones open the audience page (the QR code's URL): like `urls`, at /audience,
+        with the audience's own token; [] without an audience."""
+        if self.audience is None:
+            return []
+        return [url.split("#")[0] + f"audience#token={self.audience.token}" for url in self.urls]
 
     def show(self, frame, meters=None):
         """Hand the latest frame (uint8 (h, w, 3) RGB) and meters (a JSON-able dict) to the server.
@@ -336,6 +361,10 @@ class WebOutput:
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._websocket)
         app.router.add_static("/static/", STATIC)
+        if self.audience is not None:
+            self._room = Room(self.audience, self._read_show, self._lean)
+            app.router.add_get("/audience", self._audience_page)
+            app.router.add_get("/audience/ws", self._room.socket)
         # keepalive_timeout: aiohttp's default keeps an idle connection an hour, and the same timer is
         # its only bound on a connection that never completes its request's headers (limits.py)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -352,6 +381,10 @@ class WebOutput:
         if self.port == 0:
             self.port = self._listener.sockets[0].getsockname()[1]  # the port the system picked
         self._poller = asyncio.get_running_loop().create_task(self._poll_frames())
+        if self._room is not None:
+            self._qr = json.dumps({"type": "audience", "urls": self.audience_urls,
+                                   "qr": qr_data_uri(self.audience_urls[0])})
+            self._ticker = asyncio.get_running_loop().create_task(self._room.tick_forever())
 
     def _refusal(self, request):
         """Why this request is refused (one line), or None: see access.py for each check."""
@@ -369,6 +402,9 @@ class WebOutput:
         if (self.token is not None and request.path == "/ws"  # the controls; the page is no secret
                 and not token_matches(request.query.get("token"), self.token)):
             return "this show is open to the network: open the URL with #token=... that flowvj printed"
+        if (self.audience is not None and request.path == "/audience/ws"     # on loopback too
+                and not token_matches(request.query.get("token"), self.audience.token)):
+            return "the audience page needs the URL of the QR code the VJ page shows"
         return None
 
     async def _poll_frames(self):
@@ -386,15 +422,37 @@ class WebOutput:
     async def _shutdown(self):
         if self._poller is not None:
             self._poller.cancel()
+        if self._room is not None:
+            self._ticker.cancel()
         self._listener.close()
         for ws in list(self._clients):
             await ws.close()
+        if self._room is not None:
+            await self._room.close()
         await self._runner.cleanup()
         self._refused.flush()
         self._gate.refused.flush()
 
     async def _index(self, request):
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _audience_page(self, request):
+        return web.FileResponse(STATIC / "audience.html", headers={"Cache-Control": "no-cache"})
+
+    def _read_show(self):
+        """(The audience's Room, every tick.) The set on screen and the VJ's switch, as shown."""
+        with self._lock:
+            return self.controls.get("image_set"), bool(self.controls.get("audience", 1))
+
+    def _lean(self, bias, tally):
+        """(The audience's Room, when the tally changed.) The bias to the engine, the latest only,
+        through pending_controls; the tally to every VJ page."""
+        text = json.dumps({"type": "tally", **tally})
+        with self._lock:
+            self._pending = [item for item in self._pending if item[0] != "audience_bias"]
+            self._pending.append(("audience_bias", bias))
+            self._tally, self._tally_seq = text, self._tally_seq + 1
+        self._wake_clients()
 
     def _wake_clients(self):
         with self._lock:
@@ -443,10 +501,12 @@ class WebOutput:
         """Send this client the latest frame whenever there is a newer one, the state when it
         changed, and the meters when newer and at least METERS_INTERVAL_S after the last; a slow
         client simply skips frames."""
-        frame_seq = meters_seq = 0
+        frame_seq = meters_seq = tally_seq = 0
         state_seq = -1
         meters_due = 0.0
         try:
+            if self._qr is not None:
+                await ws.send_str(self._qr)     # the audience page's URL and QR code, once
             while not ws.closed:
                 await client.wake.wait()
                 client.wake.clear()
@@ -455,8 +515,12 @@ class WebOutput:
                     meters, new_meters_seq = self._meters, self._meters_seq
                     state = self._state_message() if state_seq != self._state_seq else None
                     state_seq = self._state_seq
+                    tally = self._tally if tally_seq != self._tally_seq else None
+                    tally_seq = self._tally_seq
                 if state is not None:
                     await ws.send_str(state)
+                if tally is not None:
+                    await ws.send_str(tally)
                 if new_frame_seq != frame_seq and frame is not None:
                     frame_seq = new_frame_seq
                     await ws.send_bytes(self._frame_message(frame, frame_seq, remote=client.jpeg))

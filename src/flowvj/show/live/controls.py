@@ -14,6 +14,7 @@ from ...errors import UserError
 from ..navigate import lerp, slerp
 from ..sizes import size_text
 from .faults import maybe_fail
+from .jobs import model_text, same_model
 
 log = logging.getLogger("flowvj.show.live")
 NOTICE_S = 2.5  # how long a control change's caption stays on screen
@@ -25,7 +26,8 @@ DETAIL_STEP = 0.1  # the window's [ and ] keys (detail_down, detail_up): the det
 class ControlsApplied:
     """LiveLoop's controls (see LiveLoop's docstring for the list); mixed into LiveLoop."""
 
-
+    audience_on = True      # the VJ's `audience` switch: the audience's votes lean the show while on
+    audience_bias = None    # the latest ("audience_bias", {...}) the page's server posted (_lean_on_audience)
 
     SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
@@ -33,7 +35,8 @@ class ControlsApplied:
         """The live controls' current values, as the page shows them."""
         values = {"mode": self.show.navigator.mode_name, "speed": self.speed,
                   "sensitivity": self.sensitivity, "brightness": self.brightness,
-                  "blackout": int(self.blackout), "freeze": int(self.frozen)}
+                  "blackout": int(self.blackout), "freeze": int(self.frozen),
+                  "audience": int(self.audience_on)}
         if self.show.compositor is not None:
             values["detail"] = self.show.compositor.amount
         if self.temperature:
@@ -88,6 +91,8 @@ class ControlsApplied:
                 return f"image set: {value} (loading)"
             if action == "gen_size":
                 return self._want_size(value)
+            if action in ("audience", "audience_bias"):
+                return self._lean_on_audience(action, value)
             if action in ("scene", "save_scene"):   # keys 1-9 send the scene's place (an int)
                 return self._scene_control(action, value)
             handler = next((o for o in self.attached if o.handles(action)), None)
@@ -173,9 +178,10 @@ class ControlsApplied:
         the --scenes file (`scene_file`); see control/scenes.py. Returns the caption."""
         navigator = self.show.navigator
         if action == "save_scene":
+            model = None if same_model(self.model_name, self.default_model_name) else self.model_name
             scene = scene_now(name, self.image_sets.get(self.image_set), navigator.mode_name,
                               navigator.interpolation, self.temperature, self.speed,
-                              self.sensitivity, self.brightness, self.show.gen_size)
+                              self.sensitivity, self.brightness, self.show.gen_size, model)
             if getattr(self, "scene_file", None) is None:
                 raise UserError("no --scenes FILE to save the scene in")
             if scene.name not in self.scenes and len(self.scenes) >= MAX_SCENES:
@@ -204,10 +210,37 @@ class ControlsApplied:
         image_set = image_set_name(self.image_sets, scene)
         if image_set is not None:
             self._ask_image_set(image_set)
+        loading = scene.model is not None and self._ask_model(scene.model)    # jobs.py, off the loop
         self.scene = scene.name
         kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
         return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
-                                         f"{size_text(scene.gen_size)})" if kept else "")
+                                         f"{size_text(scene.gen_size)})" if kept else "") + (
+            f" (loading model {model_text(scene.model)})" if loading else "")
+
+    def _lean_on_audience(self, action, value):
+        """The audience (serve --audience): `audience` is the VJ's switch (0/1; returns the
+        caption); `audience_bias` the page's server's latest {"image_set", "images": [share per
+        image], "mood": -1..1} (no caption: it changes as the room votes). While the switch is
+        on, the navigator leans on it (Navigator.set_bias); the image shares only for the set
+        they were counted on, while it is the one shown; off, the show is as without an audience."""
+        if action == "audience":
+            self.audience_on = bool(int(value))
+        else:
+            if not isinstance(value, dict):
+                raise TypeError(f"audience_bias expects a dict, got {type(value).__name__}")
+            self.audience_bias = value
+        bias, navigator = self.audience_bias if self.audience_on else None, self.show.navigator
+        if bias is None:
+            navigator.set_bias(None, 0.0)
+        else:
+            shares = bias.get("images")
+            counted_here = bias.get("image_set") == self.image_set and shares
+            if not counted_here or len(shares) != len(navigator.image_latents) or not any(shares):
+                shares = None       # counted on another set (or the set is loading): the mood only
+            navigator.set_bias(shares, float(bias.get("mood", 0.0)))
+        if action == "audience":
+            return "audience: on (the votes lean the show)" if self.audience_on else "audience: off"
+        return None
 
     def _set_detail(self, action, value):
         """The compositor's detail amount (0..2): set (`detail`), or a DETAIL_STEP down or up (the

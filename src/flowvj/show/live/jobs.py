@@ -1,13 +1,16 @@
-"""Work off the frame loop, and the size policy applied: image-set loads, generation-size builds
-and scene-file writes run in background threads (background.py), each keyed by the state it was
-made for, one of a kind at a time; the loop takes what finished once a frame and applies it only
-while it still fits the show. A part of LiveLoop (loop.py)."""
+"""Work off the frame loop, and the size policy applied: image-set loads, generation-size builds,
+model loads (a scene's model) and scene-file writes run in background threads (background.py),
+each keyed by the state it was made for, one of a kind at a time; the loop takes what finished
+once a frame and applies it only while it still fits the show. A part of LiveLoop (loop.py)."""
 
 import logging
 import time
+from pathlib import Path
 
 from ...control.scenes import save_scenes
 from ...errors import UserError
+from ...flow import load_model
+from ...flow.checkpoint import BUNDLED_MODELS, resolve_checkpoint
 from ...images import images_at, load_originals, load_show_images, resize_images
 from ..generator import Generator
 from ..sizes import (
@@ -152,12 +155,16 @@ class OffLoopWork:
                     self._arrived_images(done)
                 elif done.kind == "size":
                     self._arrived_size(done)
+                elif done.kind == "model":
+                    self._arrived_model(done)
             except Exception as error:  # noqa: BLE001 - one job's failure must not end the show
                 self._fault(f"background {done.kind}", error)
                 if done.kind == "size":
                     self._give_up_size()
                 elif done.kind == "images":
                     self._wanted_set = None
+                elif done.kind == "model":
+                    self._wanted_model = None
         for kind in ("images", "size"):
             if kind in self._queued and not self._background.busy(kind):
                 self._queued.discard(kind)      # start() queues it again if it cannot run yet
@@ -172,6 +179,9 @@ class OffLoopWork:
         self._save_scenes()
 
     def _job_failed(self, done):
+        if done.kind == "model":
+            self._model_failed(done)
+            return
         if done.kind == "images" and self._wanted_set and done.key[0] == self._wanted_set[0]:
             name, self._wanted_set = self._wanted_set[1], None
             if isinstance(done.error, UserError):
@@ -234,7 +244,7 @@ class OffLoopWork:
     def _keep_generator(self, size, generator):
         """Keep a Generator for a later visit to its size: only sizes on the ladder (a handful),
         so a script stepping through any sizes cannot grow the show's memory."""
-        if size in self.ladder:
+        if size in self.ladder and generator.model is self.show.model:    # not one of a model swapped out
             self._generators[size] = generator
 
     def _swap(self, latents, images, originals=None, layers=None):
@@ -275,3 +285,102 @@ class OffLoopWork:
                      else "headroom returned")
         else:
             self.policy.moved(now_s, kind, value)   # nothing to do: the policy may decide again
+
+    # -- a scene's model (issue 28): loaded and the images on screen re-encoded off the loop --------
+
+    model_name = None       # the model drawing now: a bundled name or a checkpoint's Path (session.py)
+    default_model_name = None   # what a show on this machine draws without --model (session.py)
+    _wanted_model = None    # (request number, spec) of the model being loaded
+
+    def _ask_model(self, spec):
+        """Load model `spec` (a bundled name or a checkpoint's path) in the background and draw
+        with it once the images on screen are encoded by it; the old model draws until then.
+        Nothing is asked for when the show draws with it already or is loading it. Whether a
+        load was asked for."""
+        target = self._wanted_model[1] if self._wanted_model else self.model_name
+        if same_model(spec, target):
+            return False
+        if same_model(spec, self.model_name):
+            self._wanted_model = None       # the model on screen: a load under way is dropped
+            return False
+        self._requests += 1
+        self._wanted_model = (self._requests, spec)
+        if not self._background.busy("model"):     # else the newest starts when the running one ends
+            self._start_model()
+        return True
+
+    def _start_model(self):
+        number, spec = self._wanted_model
+        show = self.show
+        size = tuple(show.gen_size)
+        self._background.start("model", (number, self._state), self._load_model, spec, size, show.images,
+                               show.precision, show.device, self._threads.get(size))
+
+    @staticmethod
+    def _load_model(spec, size, images, precision, device, threads):
+        """(the flow, its Generator at the show's size, the images encoded by it): made here, in
+        the background; a UserError for a checkpoint that is not there, not a flow, or cannot
+        draw this size."""
+        model = load_model(spec)
+        check_gen_fits_model(size, model, flag=f"model {model_text(spec)}")
+        check_gen_memory(size, model, flag=f"model {model_text(spec)}")
+        generator = Generator(model, size=size, precision=precision, device=device, threads=threads)
+        latents = generator.encode(images)
+        generator.decode_float(latents[0])  # the session's first run (its allocations) here, not in a frame
+        return model, generator, latents
+
+    def _arrived_model(self, done):
+        number, state = done.key
+        if self._wanted_model is None or number != self._wanted_model[0]:
+            if self._wanted_model is not None:  # a newer model was asked for while this one loaded
+                self._start_model()
+            return
+        if state != self._state:            # the images or the size changed while it loaded: again
+            self._start_model()
+            return
+        spec, self._wanted_model = self._wanted_model[1], None
+        model, generator, latents = done.result
+        old, before = self.show.generator, model_text(self.model_name)
+        self.show.navigator.resize_images(latents)     # the same images, the picture where it was
+        generator.bad_frames, old.bad_frames = generator.bad_frames + old.bad_frames, 0
+        self.show.model, self.show.generator = model, generator
+        self._generators.clear()            # the old model's, at other sizes
+        self._swap(latents=latents, images=self.show.images, originals=self.show.originals,
+                   layers=self.show.layers)
+        self.work_ms.clear()                # the pacing learns the new model's cost afresh
+        self.model_name = spec
+        self.model_changes.append([round(time.perf_counter() - self._started, 3), before, model_text(spec)])
+        self.announce(f"model {before} -> {model_text(spec)}")
+
+    def _model_failed(self, done):
+        """A model that did not load: one line in the terminal, one on screen; the show goes on
+        with the model it has (and starts a newer request, if one came meanwhile)."""
+        wanted = self._wanted_model
+        if wanted is None or done.key[0] != wanted[0]:
+            if wanted is not None:
+                self._start_model()
+            return
+        self._wanted_model = None
+        if not isinstance(done.error, UserError):
+            self._fault(f"model {model_text(wanted[1])}", done.error)
+            return
+        self.errors += 1
+        log.error("live: model %s not loaded: %s", model_text(wanted[1]), done.error)
+        self.announce(f"model {model_text(wanted[1])}: not loaded (see the terminal)")
+
+
+def model_spec(spec):
+    """A model as the show keeps it: a bundled name as it is, a checkpoint as its absolute Path."""
+    return str(spec) if str(spec) in BUNDLED_MODELS else Path(spec).resolve()
+
+
+def same_model(a, b):
+    """Whether two models (bundled names or paths; None: not known) are the same checkpoint file."""
+    if a is None or b is None:
+        return a is b
+    return Path(resolve_checkpoint(a)).resolve() == Path(resolve_checkpoint(b)).resolve()
+
+
+def model_text(spec):
+    """A model's name on screen: a bundled one's name, a checkpoint's file name."""
+    return "?" if spec is None else str(spec) if str(spec) in BUNDLED_MODELS else Path(spec).name

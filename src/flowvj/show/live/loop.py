@@ -19,7 +19,7 @@ from ..sizes import size_text
 from .background import Background
 from .controls import ControlsApplied
 from .faults import maybe_fail
-from .jobs import OffLoopWork
+from .jobs import OffLoopWork, model_text
 from .size_policy import SizePolicy
 
 log = logging.getLogger("flowvj.show.live")
@@ -179,6 +179,7 @@ class LiveLoop(ControlsApplied, OffLoopWork):
         self.policy = policy
         self.step_downs = []            # (time_s, from "WxH", to "WxH"): the size's steps down
         self.size_changes, self.fps_changes = [], []    # [time_s, from, to], every change
+        self.model_changes = []         # [time_s, from, to]: a scene's model swapped in (jobs.py)
         self.frame_ms, self.latency_ms = array.array("d"), array.array("d")
         self.compose_ms = array.array("d")  # each compose (ms), in the compose thread
         self.work_ms = collections.deque(maxlen=LEAD_FRAMES)
@@ -432,4 +433,5 @@ class LiveLoop(ControlsApplied, OffLoopWork):
                 "step_downs": [list(step) for step in self.step_downs],
                 "size_changes": self.size_changes,
                 "fps_changes": self.fps_changes,
+                "model": model_text(self.model_name), "model_changes": self.model_changes,
                 "controls_dropped": self.bus.dropped}

@@ -31,6 +31,7 @@ from ..sizes import (
     scaled_ladder,
     size_text,
 )
+from .jobs import model_spec
 from .loop import LiveLoop
 
 log = logging.getLogger("flowvj.show.live")
@@ -140,6 +141,10 @@ def run_live(args, outputs_for):
                             ladder=ladder, bus=bus, scenes=scenes, clock=clock, quantum=args.quantum,
                             measured=measured)
             loop.scene_file = getattr(args, "scenes", None)    # where "save scene" writes
+            # the model drawing, and the machine's default: a scene's model is loaded only when
+            # it differs, and saved only when it is not the default (control/scenes.py)
+            loop.model_name = model_spec(args.model or default_model(show.device))
+            loop.default_model_name = default_model(show.device)
             stats = loop.run(args.duration)
     finally:
         if osc_input is not None:
@@ -163,11 +168,12 @@ def run_live(args, outputs_for):
         print(f"{stats['frames']} frames, median {stats['median_fps']:.1f} fps, p95 frame time "
               f"{stats['p95_frame_ms']:.1f} ms, median audio-to-frame {stats['median_latency_ms']:.1f} ms, "
               f"drawn at {stats['gen_size']}")
+    return stats
 
 
 def _scenes(args):
     """--scenes FILE: name -> Scene in file order ({} for a file not made yet: saving a scene
-    from the page makes it), each scene's images checked now."""
+    from the page makes it), each scene's images and model file checked now."""
     if not getattr(args, "scenes", None):
         return {}
 
@@ -178,6 +184,9 @@ def _scenes(args):
     for scene in scenes.values():
         if scene.images not in (None, DEMO):
             check_image_specs(scene.images, f"{args.scenes}: scene {scene.name!r}: images")
+        if isinstance(scene.model, Path) and not scene.model.is_file():
+            raise UserError(f"{args.scenes}: scene {scene.name!r}: model {scene.model} does not exist "
+                            "(expected a checkpoint file, or lite or hires)")
     print(f"scenes: {', '.join(scenes) or 'none yet'} ({args.scenes})", flush=True)
     return scenes
 
@@ -286,8 +295,30 @@ def web_outputs(args, image_sets, scenes):
     from ...outputs.web import WebOutput
 
     controls = {"mode": args.mode, "detail": args.detail_amount}
-    web = WebOutput(host=args.host, port=args.port, controls=controls,
-                    image_sets=list(image_sets), scenes=list(scenes) if args.scenes else None).start()
+    audience = None
+    if getattr(args, "audience", False):
+        audience = {name: _image_names(specs) for name, specs in image_sets.items()}
+    web = WebOutput(host=args.host, port=args.port, controls=controls, image_sets=list(image_sets),
+                    scenes=list(scenes) if args.scenes else None, audience=audience).start()
     for url in web.urls:  # beyond loopback: the LAN address(es), with the token the server asks for
         print(f"open {url} in a browser", flush=True)
+    for url in web.audience_urls:   # the VJ page shows it as a QR code
+        print(f"audience: phones open {url}", flush=True)
+    if audience is not None and web.token is None:
+        print(f"audience: --host {args.host} is this machine alone; for phones on the network, add "
+              "--host 0.0.0.0", flush=True)
     return [web]
+
+
+def _image_names(specs):
+    """The names (file stems) of a set's images in the order the show loads them
+    (images.load_show_images: each spec in turn, a folder's files sorted by path), for the
+    audience's ballots."""
+    from ...data import list_image_files
+    from ...images import DEFAULT_IMAGES
+
+    names = []
+    for spec in map(Path, specs or [DEFAULT_IMAGES]):
+        files = [Path(row[0]) for row in list_image_files(spec.resolve())] if spec.is_dir() else [spec]
+        names += [file.stem for file in files]
+    return names

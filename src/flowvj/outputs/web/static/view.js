@@ -123,7 +123,9 @@ function showState(state) {
     const input = document.querySelector(`[data-control="${name}"]`);
     if (input && document.activeElement !== input) input.value = value;
   }
-  for (const name of SWITCHES) showSwitch(name, Boolean(state.controls && state.controls[name]));
+  for (const name of SWITCHES) {
+    if (state.controls && name in state.controls) showSwitch(name, Boolean(state.controls[name]));
+  }
   const armed = state.controls && state.controls.midi_learn;    // null: the show has not said yet
   if (typeof armed === "string") showLearning(armed ? "armed" : "", armed);
   showValues();
@@ -131,9 +133,10 @@ function showState(state) {
 
 // Blackout and freeze: the buttons show the show's state (from each state message); a click or
 // key asks for the other state (a value, not a toggle, so a stale page cannot flip it back).
-const SWITCHES = ["blackout", "freeze"];
-const switchOn = { blackout: false, freeze: false };
-const switchText = { blackout: ["blackout", "BLACKOUT ON"], freeze: ["freeze", "FROZEN"] };
+const SWITCHES = ["blackout", "freeze", "audience"];
+const switchOn = { blackout: false, freeze: false, audience: true };
+const switchText = { blackout: ["blackout", "BLACKOUT ON"], freeze: ["freeze", "FROZEN"],
+                     audience: ["audience off", "audience on"] };
 
 function showSwitch(name, on) {
   switchOn[name] = on;
@@ -218,6 +221,40 @@ function showCaption(text) {
   captionTimer = setTimeout(() => caption.classList.remove("shown"), 2000);
 }
 
+// The audience (serve --audience): the QR code of the phones' page, full screen on a click (a
+// click or Esc hides it), the tally of their votes, and the switch that turns their say off.
+window.flowvjTally = null;                          // the last tally from the server (tests read it)
+
+function showAudience(message) {
+  document.getElementById("audience_row").hidden = false;
+  document.getElementById("qr").src = message.qr;
+  document.getElementById("qr_url").textContent = (message.urls || [])[0] || "";
+}
+
+function leaders(counts, n) {
+  return Object.entries(counts || {}).filter(([, c]) => c > 0).sort((a, b) => b[1] - a[1]).slice(0, n)
+    .map(([name, c]) => `${name} ${c}`).join(", ");
+}
+
+function showTally(tally) {
+  window.flowvjTally = tally;
+  const mood = tally.mood || {};
+  const parts = [`${tally.voters} voting`, `calm ${mood.calm || 0} · intense ${mood.intense || 0}`];
+  const images = leaders(tally.image, 3), sets = leaders(tally.set, 3);
+  if (images) parts.push(`images: ${images}`);
+  if (sets) parts.push(`sets: ${sets}`);
+  if (tally.control_attempts) parts.push(`${tally.control_attempts} control attempts refused`);
+  document.getElementById("tally").textContent = parts.join(" · ");
+}
+
+function toggleQr(shown) {
+  document.getElementById("qr_screen").hidden = !shown;
+}
+document.getElementById("show_qr").addEventListener("click", () => toggleQr(true));
+document.getElementById("qr_screen").addEventListener("click", () => toggleQr(false));
+document.getElementById("audience").addEventListener("click", () => flipSwitch("audience"));
+document.addEventListener("keydown", (event) => { if (event.key === "Escape") toggleQr(false); });
+
 function showValues() {
   for (const out of document.querySelectorAll("output")) {
     out.textContent = Number(document.getElementById(out.htmlFor).value).toFixed(2);
@@ -236,6 +273,8 @@ function connect() {
     const message = JSON.parse(event.data);
     if (message.type === "state") showState(message);
     else if (message.type === "meters") showMeters(message.meters || {});
+    else if (message.type === "audience") showAudience(message);
+    else if (message.type === "tally") showTally(message);
   };
   socket.onclose = () => {                          // the server restarted or the network dropped
     status.textContent = "reconnecting…";
@@ -290,7 +329,7 @@ function toggleFullscreen() {
 }
 document.getElementById("fullscreen").addEventListener("click", toggleFullscreen);
 
-for (const name of SWITCHES) document.getElementById(name).addEventListener("click", () => flipSwitch(name));
+for (const name of ["blackout", "freeze"]) document.getElementById(name).addEventListener("click", () => flipSwitch(name));
 for (const name of ["next_image", "next_mode"]) {
   document.getElementById(name).addEventListener("click", () => sendAction(name));
 }
