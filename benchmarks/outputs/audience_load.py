@@ -193,8 +193,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--settle-s", type=float, default=6.0)
     parser.add_argument("--warmup-s", type=float, default=8.0)
-    parser.add_argument("--gen-size", default="128x72")
-    parser.add_argument("--size", default="256x144")
+    parser.add_argument("--gen-size", default="192x108")
+    parser.add_argument("--size", default="1280x720")
     parser.add_argument("--fps", type=float, default=30.0)
     args = parser.parse_args()
 
