@@ -275,3 +275,42 @@ def test_saving_records_the_model_only_when_it_is_not_the_default(parts, tmp_pat
     scenes = load_scenes(path)
     assert scenes["default"].model is None and scenes["tuned"].model == tuned.resolve()
     assert "model =" not in path.read_text().split("[tuned]")[0]
+
+
+def test_the_audience_flag_round_trips_and_a_save_keeps_the_files_flag(tmp_path):
+    """`audience = true` lets the audience choose a scene; unsaid or false, it is the VJ's alone.
+    A scene saved from the page (audience unsaid) keeps the flag the file gave its name."""
+    path = tmp_path / "scenes.toml"
+    path.write_text('[calm]\nspeed = 0.5\naudience = true\n\n[drop]\naudience = false\n\n[vj]\nspeed = 2.0\n')
+    scenes = load_scenes(path)
+    assert [scenes[name].audience for name in ("calm", "drop", "vj")] == [True, False, None]
+    look = ("explore", "slerp", None, 1.0, 1.0, 1.0, (32, 32))
+    saved = save_scene(path, scene_now("calm", None, *look), scene_now("new", None, *look))
+    assert (saved["calm"].audience, saved["drop"].audience, saved["new"].audience) == (True, False, None)
+    assert load_scenes(path) == saved
+    assert path.read_text().split("[drop]")[0].count("audience = true") == 1    # calm's, in place
+    save_scene(path, scene_now("calm", None, *look, audience=False))             # said: it is the VJ's
+    assert load_scenes(path)["calm"].audience is False
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
+def test_an_audience_flag_that_is_not_true_or_false_is_refused_naming_the_file_and_scene(tmp_path, value):
+    path = tmp_path / "scenes.toml"
+    path.write_text(f"[calm]\nspeed = 0.5\n\n[drop]\naudience = {value}\n")
+    with pytest.raises(UserError) as error:
+        load_scenes(path)
+    assert str(error.value).startswith(f"{path}: scene 'drop': audience ") and "\n" not in str(error.value)
+    assert "true or false" in str(error.value)
+
+
+def test_saving_the_shows_state_keeps_the_audience_flag_of_the_scene_it_replaces(parts, tmp_path):
+    path = tmp_path / "scenes.toml"
+    path.write_text("[drop]\nspeed = 2.0\naudience = true\n")
+    loop, _ = run_loop(parts, load_scenes(path), [], seconds=0.2)
+    loop.scene_file = path
+    loop._scene_control("save_scene", "drop")
+    loop._scene_control("save_scene", "new")
+    assert loop.scenes["drop"].audience is True and loop.scenes["new"].audience is None
+    loop.write_scenes()
+    scenes = load_scenes(path)
+    assert scenes["drop"].audience is True and scenes["new"].audience is None

@@ -1,18 +1,21 @@
 """The audience's voice (serve --audience): phones on the audience page vote in a real headless
 Chromium and real aiohttp clients, the VJ page shows the tally and its switch turns their say off,
-the votes reach a real LiveLoop's navigator through the control path, the audience's token opens
-no VJ control, and every message is bounded; `flowvj serve --audience` end to end."""
+the votes reach a real LiveLoop's navigator through the control path, the room's scene (one the
+VJ allowed) is recalled only on a clear lead after the hold, the audience's token opens no VJ
+control, and every message is bounded; `flowvj serve --audience` end to end."""
 
 import asyncio
 import concurrent.futures
 import json
 import re
+import time
 
 import aiohttp
 import numpy as np
 import pytest
 
 from flowvj.control.catalog import CONTROLS, MODES
+from flowvj.control.scenes import Scene
 from flowvj.outputs.web import WebOutput
 from flowvj.outputs.web.audience import (
     FULL_VOICE,
@@ -23,6 +26,7 @@ from flowvj.outputs.web.audience import (
     VOTERS_PER_ADDRESS,
     Audience,
 )
+from flowvj.show.live import controls as live_controls
 from flowvj.show.live.loop import LiveLoop
 from flowvj.show.navigate import AUDIENCE_PICK_GAIN, MOOD_DRIVE, Navigator
 from test_navigate import features, image_latents
@@ -33,6 +37,9 @@ from web_feed import feeding
 
 IMAGES = {"demo": ["sky", "sea", "sun", "moon"], "faces": ["ann", "bob"]}
 CATALOG_VALUES = {"s": "weighted", "f": 0.5, "i": 1, "": None}   # a valid value of each kind
+SCENES = {"calm": Scene("calm", speed=0.5, audience=True), "drop": Scene("drop", speed=2.0, audience=True),
+          "vj": Scene("vj", speed=3.0)}                          # "vj": the VJ's alone (not allowed)
+ALLOWED = ["calm", "drop"]
 
 
 @pytest.fixture
@@ -44,10 +51,20 @@ def web():
             yield web
 
 
-def show_for(web):
+@pytest.fixture
+def scened():
+    """As `web`, with the scenes of SCENES, those of ALLOWED on the audience's ballot."""
+    with WebOutput(host="0.0.0.0", port=0, image_sets=list(IMAGES), scenes=list(SCENES), audience=IMAGES,
+                   audience_scenes=ALLOWED) as web:
+        with feeding(web, np.full((32, 32, 3), 99, np.uint8)):
+            yield web
+
+
+def show_for(web, scenes=None):
     """A real LiveLoop (its navigator explore on four images) that takes `web`'s controls."""
     navigator = Navigator(image_latents(), mode="explore", seed=1)
-    return LiveLoop(StubShow(navigator, {}), None, [web], image_sets=dict.fromkeys(IMAGES)), navigator
+    return LiveLoop(StubShow(navigator, {}), None, [web], image_sets=dict.fromkeys(IMAGES),
+                    scenes=scenes), navigator
 
 
 def run(coroutine, timeout_s=30):
@@ -69,6 +86,36 @@ async def ballot(ws, message):
     return json.loads((await ws.receive(timeout=5)).data)
 
 
+def vote(web, ballots):
+    """Each ballot cast by a phone of its own, each from an address of its own (127.0.0.20, ...);
+    returns the replies."""
+    async def cast():
+        replies = []
+        for n, message in enumerate(ballots):
+            connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{20 + n}", 0))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                ws, _ = await phone(session, web.port, web.audience.token)
+                replies.append(await ballot(ws, message))
+                await ws.close()
+        return replies
+
+    return run(cast())
+
+
+def drain_until(loop, done, timeout_s=10.0):
+    """Drain the loop's controls (as its frames do) every 20 ms until done() or timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        loop._drain_controls()
+        time.sleep(0.02)
+    return done()
+
+
+def counted(loop, name, n):
+    """Whether the engine has the server's bias with n ballots for scene `name`."""
+    return lambda: (loop.audience_bias or {}).get("scene", {}).get("counts", {}).get(name) == n
+
+
 # -- in Chromium: a phone votes, the VJ page shows it, the show leans, the switch ------------
 
 def open_pages(browser, web):  # noqa: F811
@@ -88,6 +135,7 @@ def test_a_phones_vote_shows_in_the_vj_pages_tally_and_leans_the_show(browser, w
         vj.wait_for_function("window.flowvjTally && window.flowvjTally.image.sea === 1 "
                              "&& window.flowvjTally.mood.intense === 1", timeout=15_000)
         assert "sea 1" in vj.text_content("#tally") and "intense 1" in vj.text_content("#tally")
+        assert audience.is_hidden("#scene_section")                    # no scene allowed: none offered
         assert vj.get_attribute("#qr", "src").startswith("data:image/svg+xml")
         vj.click("#show_qr")
         assert vj.is_visible("#qr_screen") and web.audience_urls[0] in vj.text_content("#qr_url")
@@ -126,6 +174,86 @@ def test_the_vj_pages_switch_turns_the_audiences_say_off_and_on(browser, web):  
     finally:
         vj.close()
         audience.close()
+
+
+def test_the_phones_page_offers_only_the_allowed_scenes(browser, scened):  # noqa: F811
+    vj, audience = open_pages(browser, scened)
+    try:
+        offered = audience.eval_on_selector_all("#scene button", "bs => bs.map(b => b.dataset.choice)")
+        assert offered == ALLOWED and audience.is_visible("#scene_section")
+        audience.click('#scene button[data-choice="drop"]')
+        vj.wait_for_function("window.flowvjTally && window.flowvjTally.scene.drop === 1", timeout=15_000)
+        assert "scenes: drop 1" in vj.text_content("#tally")
+        assert vj.evaluate("window.flowvjTally.scene") == {"calm": 0, "drop": 1}
+    finally:
+        vj.close()
+        audience.close()
+
+
+# -- the room's scene: allowed, a clear lead, the hold, never over the VJ ------------------------
+
+def test_the_rooms_allowed_scene_is_recalled_once_it_clearly_leads_after_the_hold(scened, monkeypatch):
+    monkeypatch.setattr(live_controls, "AUDIENCE_SCENE_HOLD_S", 0.3)
+    loop, _ = show_for(scened, SCENES)
+    replies = vote(scened, [{"scene": "drop"}] * 3 + [{"scene": "calm"}])
+    assert all(reply["accepted"] for reply in replies)
+    assert drain_until(loop, lambda: loop.scene == "drop")
+    assert loop.speed == 2.0 and loop.notice == "scene: drop (the audience's pick)"
+    assert loop.audience_bias["scene"] == {"leader": "drop", "counts": {"calm": 1, "drop": 3}, "voters": 4}
+
+
+def test_a_scene_the_vj_did_not_allow_is_refused_as_a_ballot(scened):
+    replies = vote(scened, [{"scene": "vj"}, {"scene": "nowhere"}, {"scene": ["drop"]}])
+    assert [reply["accepted"] for reply in replies] == [False, False, False]
+    assert scened.audience.tally()["scene"] == {"calm": 0, "drop": 0}
+    assert scened.audience.choices()["scene"] == ALLOWED
+
+
+@pytest.mark.parametrize("counts, voters, recalled", [
+    ({"drop": 3}, 3, "drop"),
+    ({"drop": 2}, 2, None),                     # under AUDIENCE_SCENE_VOTES
+    ({"drop": 3}, 20, None),                    # under a fifth of the room
+    ({"drop": 4, "calm": 4}, 8, None),          # a tie: no clear lead
+    ({"drop": 5, "calm": 4}, 9, "drop"),        # 1.25 times the second
+    ({"drop": 4, "calm": 4, "vj": 9}, 17, None),    # the VJ's own scene counts for nothing
+])
+def test_the_engine_recalls_only_a_clear_lead_among_the_allowed_scenes(monkeypatch, counts, voters, recalled):
+    monkeypatch.setattr(live_controls, "AUDIENCE_SCENE_HOLD_S", 0.0)
+    loop = LiveLoop(StubShow(Navigator(image_latents(), mode="explore"), {}), None, [], scenes=SCENES)
+    loop.bus.post("audience_bias", {"image_set": None, "images": [], "mood": 0.0,
+                                    "scene": {"leader": max(counts, key=counts.get), "counts": counts,
+                                              "voters": voters}}, source="page")
+    for _ in range(3):
+        loop._drain_controls()
+    assert loop.scene == recalled
+
+
+def test_with_the_switch_off_the_room_recalls_no_scene(scened, monkeypatch):
+    monkeypatch.setattr(live_controls, "AUDIENCE_SCENE_HOLD_S", 0.2)
+    loop, _ = show_for(scened, SCENES)
+    loop.bus.post("audience", 0, source="page")                  # the VJ's switch
+    vote(scened, [{"scene": "calm"}] * 3)
+    assert drain_until(loop, counted(loop, "calm", 3))
+    drain_until(loop, lambda: False, timeout_s=0.6)               # past the hold
+    assert loop.scene is None and not loop.audience_on
+    loop.bus.post("audience", 1, source="page")
+    assert drain_until(loop, lambda: loop.scene == "calm")        # on again: the room is heard
+
+
+def test_a_vjs_recall_restarts_the_hold_and_wins(scened, monkeypatch):
+    hold_s = 1.0
+    monkeypatch.setattr(live_controls, "AUDIENCE_SCENE_HOLD_S", hold_s)
+    loop, _ = show_for(scened, SCENES)
+    assert drain_until(loop, lambda: loop.audience_bias is not None)   # the hold runs from here
+    time.sleep(hold_s / 2)
+    vote(scened, [{"scene": "drop"}] * 3)
+    loop.bus.post("scene", "vj", source="key")                    # the VJ's own choice
+    vj_at = time.monotonic()
+    loop._drain_controls()
+    assert loop.scene == "vj" and loop.speed == 3.0
+    assert drain_until(loop, counted(loop, "drop", 3)) and loop.scene == "vj"
+    assert drain_until(loop, lambda: loop.scene == "drop")
+    assert loop.scene_changed_s - vj_at >= hold_s                  # a whole hold after the VJ's recall
 
 
 # -- the audience's token opens no VJ control -----------------------------------------------
@@ -290,8 +418,10 @@ def test_a_set_swapped_in_drops_the_old_sets_shares_and_keeps_the_mood():
 
 # -- end to end ---------------------------------------------------------------------------------
 
-def test_flowvj_serve_audience_prints_the_phones_url_and_their_votes_reach_the_show(subprocess_env):
-    process, url = start_serve(subprocess_env, "--audience")
+def test_flowvj_serve_audience_prints_the_phones_url_and_their_votes_reach_the_show(subprocess_env, tmp_path):
+    scenes = tmp_path / "scenes.toml"
+    scenes.write_text("[calm]\nspeed = 0.5\naudience = true\n\n[vj]\nspeed = 2.0\n")
+    process, url = start_serve(subprocess_env, "--audience", "--scenes", scenes)
     try:
         lines = [next(process.stdout) for _ in range(2)]
         audience_url = next(re.search(r"phones open (\S+)", s)[1] for s in lines if "phones open" in s)
@@ -302,6 +432,7 @@ def test_flowvj_serve_audience_prints_the_phones_url_and_their_votes_reach_the_s
             async with aiohttp.ClientSession() as session:
                 vj = await session.ws_connect(url.replace("http://", "ws://") + "ws")
                 ws, welcome = await phone(session, int(port), token)
+                assert welcome["choices"]["scene"] == ["calm"]              # the file's allowed scene
                 reply = await ballot(ws, {"image": welcome["choices"]["image"][0], "mood": "intense"})
                 tally = notice = None
                 while tally is None or tally["voters"] < 1:

@@ -11,6 +11,7 @@
     brightness = 0.8
     gen_size = "128x72"
     model = "tuned.pt"          # "lite", "hires", or a checkpoint (.pt), relative to this file
+    audience = true             # the audience may choose it (serve --audience); false by default
 
     ["the drop"]
     mode = "explore"
@@ -34,6 +35,12 @@ a scene records the model only when it is not the show's default (what a show on
 draws without --model): a file of scenes saved with the default stays portable between a CPU
 (hires) and a GPU (lite) machine, and each keeps its own. So a scene without a model leaves the
 running model as it is, like every other field.
+
+Audience: `audience = true` lets the phones of `flowvj serve --audience` vote for the scene, and
+the show may recall it when the room clearly wants it (show/live/controls.py says when); a scene
+without the key is the VJ's alone. It is a permission, not a look: recalling a scene leaves it
+alone, and saving a scene from the page keeps the flag the file gave that name (a new scene is
+not allowed until the VJ writes the key).
 
 The file is read with tomllib and written by the small writer here (no dependency): saving a
 scene appends its table to the file, or replaces that scene's table in place, so the comments and
@@ -71,6 +78,7 @@ class Scene:
     brightness: float = None
     gen_size: tuple = None
     model: object = None        # a bundled model's name (str), or a checkpoint's absolute Path
+    audience: bool = None       # True: the audience may choose it; None (unsaid) and False: not
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Scene))[1:]
@@ -124,6 +132,11 @@ def _checked(where, key, value, folder):
         return value
     if key == "model":
         return _model(where, value, shown, folder)
+    if key == "audience":
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: audience {shown} is not true or false "
+                            "(expected audience = true to let the audience choose this scene)")
+        return value
     if key == "gen_size":
         match = re.fullmatch(r"(\d+)x(\d+)", value) if isinstance(value, str) else None
         if not match or int(match[1]) % 2 or int(match[2]) % 2 or not int(match[1]) or not int(match[2]):
@@ -151,11 +164,11 @@ def _model(where, value, shown, folder):
 
 
 def scene_now(name, image_specs, mode, interpolation, temperature, speed, sensitivity, brightness,
-              gen_size, model=None):
+              gen_size, model=None, audience=None):
     """The show's state as a Scene to save: image_specs are the running image set's paths (None:
     the bundled demo images); model: the one it draws with, None for the default (see the module's
-    docstring); values outside a field's range (a speed of 6 from OSC) are clipped to it, so the
-    saved file always loads."""
+    docstring); audience: the flag of the scene it replaces (None: unsaid); values outside a
+    field's range (a speed of 6 from OSC) are clipped to it, so the saved file always loads."""
     images = DEMO if image_specs is None else tuple(Path(spec).resolve() for spec in image_specs)
     values = {"temperature": temperature, "speed": speed, "sensitivity": sensitivity,
               "brightness": brightness}
@@ -165,7 +178,7 @@ def scene_now(name, image_specs, mode, interpolation, temperature, speed, sensit
     if model is not None:
         model = _model(f"scene {name!r}", str(model), json.dumps(str(model)), Path.cwd())
     return Scene(str(name), images=images, mode=mode, interpolation=interpolation,
-                 gen_size=tuple(gen_size) if gen_size else None, model=model, **values)
+                 gen_size=tuple(gen_size) if gen_size else None, model=model, audience=audience, **values)
 
 
 def image_set_name(image_sets, scene):
@@ -216,6 +229,8 @@ def scene_toml(scene, folder):
             value = _string(text if "/" in text or "." in text else "./" + text)
         elif key == "gen_size":
             value = _string(f"{value[0]}x{value[1]}")
+        elif key == "audience":
+            value = "true" if value else "false"
         elif isinstance(value, str):
             value = _string(value)
         else:
@@ -233,12 +248,15 @@ def _relative(path, folder):
 
 def save_scene(path, scene, *more):
     """Add `scene` (and `more`) to the scenes file at `path` (or replace the scenes of those
-    names), atomically; a new file if there is none. Returns the scenes as the file now holds them."""
+    names), atomically; a new file if there is none. A scene whose `audience` is unsaid keeps the
+    flag the file gives that name. Returns the scenes as the file now holds them."""
     path = Path(path)
     scenes = load_scenes(path)   # a file broken since the start is refused, never overwritten
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
     folder = path.resolve().parent
     for each in (scene, *more):
+        if each.audience is None and each.name in scenes:
+            each = dataclasses.replace(each, audience=scenes[each.name].audience)
         scenes[each.name] = each
         text = _edited(text, each, folder) if text is not None else None
     try:

@@ -2,10 +2,13 @@
 the QR code the VJ page shows), counted into one tally, and the bias the show leans on.
 
 A ballot names, each optional: an `image` of the set on screen (its file's name), a `set` of
-those the VJ offered (--image-sets), and a `mood` (calm / intense). The show leans on images and
-mood (`bias`: the share of the room behind each image, the mood's balance -1..1); the sets are a
-tally for the VJ alone, because a set switch replaces every image at once: there is no way to
-lean toward one a little, and taking it would override the VJ. Ballots last VOTE_TTL_S (the page
+those the VJ offered (--image-sets), a `mood` (calm / intense) and a `scene` of those the VJ
+allowed (`audience = true` in the --scenes file). The show leans on images and mood (`bias`: the
+share of the room behind each image, the mood's balance -1..1); the sets are a tally for the VJ
+alone, because a set switch replaces every image at once: there is no way to lean toward one a
+little, and taking it would override the VJ. The scenes' counts go to the engine too, which
+recalls the room's scene only on a clear lead and long after any scene change (the rule is the
+engine's, show/live/controls.py: this thread only counts). Ballots last VOTE_TTL_S (the page
 casts its choice again every REFRESH_S while open), so the tally is the room as it is now. Fewer
 than FULL_VOICE ballots speak with a proportionally smaller voice: one phone alone moves the
 show a tenth of what a room does.
@@ -46,7 +49,7 @@ from .access import new_token
 from .limits import Bucket, Tally
 
 MOODS = ("calm", "intense")
-KINDS = ("image", "set", "mood")
+KINDS = ("image", "set", "mood", "scene")
 VOTE_INTERVAL_S = 3.0       # one ballot per phone this often
 VOTE_TTL_S = 120.0          # a ballot counts this long after it was cast ...
 REFRESH_S = 50.0            # ... and an open page casts it again this often
@@ -64,17 +67,18 @@ class Audience:
     """The room's ballots, the tally and the bias.
 
     image_sets : the set names the VJ offered, in order.
-    images : {set name: [image names, in the show's order]}; a set without names gets
-        "image 1", "image 2", ... from `counts` (its number of images) or none at all.
+    images : {set name: [image names, in the show's order]}; a set without names offers none.
+    scenes : the names of the scenes the VJ allowed the audience (none: no scene on the ballot).
     """
 
-    def __init__(self, image_sets, images=None):
+    def __init__(self, image_sets, images=None, scenes=()):
         self.token = new_token()
         self._secret = secrets.token_bytes(32)
         self.image_sets = [str(name) for name in image_sets]
         self.images = {str(name): [str(image)[:NAME_MAX] for image in names]
                        for name, names in (images or {}).items()}
         self.image_set = self.image_sets[0] if self.image_sets else None
+        self.scenes = [str(name) for name in scenes]
         self.ballots = {}           # voter id -> {"choice": {kind: value}, "cast": s, "address": str}
         self.cast_at = {}           # voter id -> when its last ballot was taken (kept past TTL a while)
         self.accepted = self.refused = self.control_attempts = 0
@@ -96,8 +100,10 @@ class Audience:
     # -- ballots ----------------------------------------------------------------------------
 
     def choices(self):
-        """What a phone may choose now: the images of the set on screen, the sets, the moods."""
-        return {"image": self.images.get(self.image_set, []), "set": self.image_sets, "mood": list(MOODS)}
+        """What a phone may choose now: the images of the set on screen, the sets, the moods, the
+        scenes allowed."""
+        return {"image": self.images.get(self.image_set, []), "set": self.image_sets, "mood": list(MOODS),
+                "scene": self.scenes}
 
     def show_set(self, name):
         """The engine now shows set `name`: image ballots name that set's images from now on
@@ -157,7 +163,7 @@ class Audience:
     # -- what it adds up to -------------------------------------------------------------------
 
     def tally(self):
-        """{"voters": n, "image": {name: count}, "set": {...}, "mood": {...}}: every choice
+        """{"voters": n, "image": {name: count}, "set": {...}, "mood": {...}, "scene": {...}}: every choice
         offered now, by its count (0 included), for the VJ page."""
         offered = self.choices()
         counts = {kind: dict.fromkeys(offered[kind], 0) for kind in KINDS}
@@ -169,14 +175,18 @@ class Audience:
 
     def bias(self, tally=None):
         """What the show leans on: {"image_set", "images": [share of the room behind each image
-        of that set, in the show's order], "mood": (intense - calm) / the room, -1..1}. The room
-        is the ballots cast, or FULL_VOICE when fewer."""
+        of that set, in the show's order], "mood": (intense - calm) / the room, -1..1, "scene":
+        {"leader": the allowed scene most voted for (None: no votes), "counts": {name: count},
+        "voters": every ballot in the room}}. The room is the ballots cast, or FULL_VOICE when
+        fewer; whether the leader's lead is enough is the engine's to say."""
         tally = tally or self.tally()
-        images, moods = tally["image"], tally["mood"]
+        images, moods, scenes = tally["image"], tally["mood"], tally["scene"]
         room = max(FULL_VOICE, sum(images.values()))
         mood_room = max(FULL_VOICE, sum(moods.values()))
+        leader = max(scenes, key=scenes.get) if any(scenes.values()) else None
         return {"image_set": self.image_set, "images": [count / room for count in images.values()],
-                "mood": (moods["intense"] - moods["calm"]) / mood_room}
+                "mood": (moods["intense"] - moods["calm"]) / mood_room,
+                "scene": {"leader": leader, "counts": dict(scenes), "voters": tally["voters"]}}
 
     def welcome(self, voter, on):
         """The first message to a phone: its id, what it may choose, the rules' figures."""

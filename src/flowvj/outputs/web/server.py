@@ -68,9 +68,11 @@ open GET /audience (audience.html) from the QR code of `audience_urls`, which ca
 their own (/audience#token=...), and cast ballots on GET /audience/ws; that socket needs the
 audience token, the VJ's /ws refuses it, and no message on it reaches a control. VJ pages get
 {"type": "audience", "urls": [...], "qr": an SVG data: URI} on connect and {"type": "tally",
-"voters", "image", "set", "mood", "on", "accepted", "refused", "control_attempts"} when it changes;
-the engine gets ("audience_bias", {"image_set", "images", "mood"}) from pending_controls (the
-latest only), and "audience" (0 or 1) is the VJ's switch, a control like blackout.
+"voters", "image", "set", "mood", "scene", "on", "accepted", "refused", "control_attempts"} when it
+changes; the engine gets ("audience_bias", {"image_set", "images", "mood", "scene"}) from
+pending_controls (the latest only), and "audience" (0 or 1) is the VJ's switch, a control like
+blackout. The scenes on the ballot are `audience_scenes` (those the VJ allowed); the engine alone
+decides whether the room's scene is recalled (show/live/controls.py).
 Outputs never import the model or the navigator: the mode names are repeated here.
 """
 
@@ -153,10 +155,11 @@ class WebOutput:
         over RAW_MAX_PIXELS to others; raw below), "raw" or "jpeg" (every page, every size).
     audience : None (no audience page), or {image set name: [its images' names, in the show's
         order]}: the audience page is served and `audience_urls` says where (audience.py).
+    audience_scenes : the scenes the audience may vote for (`audience = true` in --scenes).
     """
 
     def __init__(self, host="127.0.0.1", port=8765, on_control=None, image_sets=(), controls=None,
-                 frame_encoding="auto", scenes=None, audience=None):
+                 frame_encoding="auto", scenes=None, audience=None, audience_scenes=()):
         if frame_encoding not in FRAME_ENCODINGS:
             raise ValueError(f"frame_encoding must be one of {FRAME_ENCODINGS}, got {frame_encoding!r}")
         self.host, self.port = host, int(port)
@@ -167,7 +170,7 @@ class WebOutput:
         self.controls = {"mode": MODES[0], "temperature": 0.1, "speed": 1.0, "sensitivity": 1.0}
         if self.image_sets:
             self.controls["image_set"] = self.image_sets[0]
-        self.audience = None if audience is None else Audience(self.image_sets, audience)
+        self.audience = None if audience is None else Audience(self.image_sets, audience, audience_scenes)
         if self.audience is not None:
             self.controls["audience"] = 1
         self.controls.update(controls or {})

@@ -21,6 +21,12 @@ NOTICE_S = 2.5  # how long a control change's caption stays on screen
 MAX_SCENES = 99  # scenes a show keeps (saving more is refused): keys 1-9, the page's list, the file
 ERROR_LOG_S = 5.0  # a failure's line is logged again at most this often
 DETAIL_STEP = 0.1  # the window's [ and ] keys (detail_down, detail_up): the detail amount by this much
+# The audience's scene (serve --audience; _audience_scene): recalled only this long after the last
+# scene change from any source, with at least AUDIENCE_SCENE_VOTES ballots and AUDIENCE_SCENE_SHARE
+# of the room behind it, and AUDIENCE_SCENE_LEAD times the second scene's ballots.
+AUDIENCE_SCENE_HOLD_S = 45.0
+AUDIENCE_SCENE_VOTES, AUDIENCE_SCENE_SHARE, AUDIENCE_SCENE_LEAD = 3, 0.2, 1.25
+AUDIENCE = "audience"   # the source of a scene recall the audience asked for
 
 
 class ControlsApplied:
@@ -28,6 +34,8 @@ class ControlsApplied:
 
     audience_on = True      # the VJ's `audience` switch: the audience's votes lean the show while on
     audience_bias = None    # the latest ("audience_bias", {...}) the page's server posted (_lean_on_audience)
+    scene_changed_s = None  # time.monotonic() of the last scene recalled or saved, from any source
+    _audience_posted_s = None   # ... and of the audience's recall posted last (_audience_scene)
 
     SILENT_ACTIONS = ("toggle_meter", "toggle_fullscreen", "toggle_captions")
 
@@ -94,7 +102,10 @@ class ControlsApplied:
             if action in ("audience", "audience_bias"):
                 return self._lean_on_audience(action, value)
             if action in ("scene", "save_scene"):   # keys 1-9 send the scene's place (an int)
-                return self._scene_control(action, value)
+                if source == AUDIENCE and not (self._audience_may(value)
+                                               and self.scene_changed_s == self._audience_posted_s):
+                    return None     # the switch went off, or a scene changed, while it waited
+                return self._scene_control(action, value, source)
             handler = next((o for o in self.attached if o.handles(action)), None)
             if handler is not None:     # a control of a listener's own (MIDI learn's "midi_learn")
                 return handler.handle(action, value)
@@ -158,6 +169,8 @@ class ControlsApplied:
             events, self._deferred = self._deferred + events, []
         for name, value, source in events:
             if quantise and not bar_line and name in self.QUANTISED:
+                if source == AUDIENCE and any(event[0] == name for event in self._deferred):
+                    continue        # the audience's recall never replaces one the VJ asked for
                 self._deferred = [event for event in self._deferred if event[0] != name]  # the latest
                 self._deferred.append((name, value, source))
                 continue
@@ -172,22 +185,27 @@ class ControlsApplied:
                         output.control_applied(name, value, caption)
                     except Exception as error:  # noqa: BLE001 - as above
                         self._fault(f"{output.name} listener", error)
+        try:
+            self._audience_scene()
+        except Exception as error:  # noqa: BLE001 - the audience must not end the show
+            self._fault("audience scene", error)
 
-    def _scene_control(self, action, name):
+    def _scene_control(self, action, name, source=""):
         """Recall a scene (by name, or by its place from 1) or save the show's state as one, in
         the --scenes file (`scene_file`); see control/scenes.py. Returns the caption."""
         navigator = self.show.navigator
         if action == "save_scene":
             model = None if same_model(self.model_name, self.default_model_name) else self.model_name
+            allowed = getattr(self.scenes.get(str(name)), "audience", None)    # the file's flag stays
             scene = scene_now(name, self.image_sets.get(self.image_set), navigator.mode_name,
                               navigator.interpolation, self.temperature, self.speed,
-                              self.sensitivity, self.brightness, self.show.gen_size, model)
+                              self.sensitivity, self.brightness, self.show.gen_size, model, allowed)
             if getattr(self, "scene_file", None) is None:
                 raise UserError("no --scenes FILE to save the scene in")
             if scene.name not in self.scenes and len(self.scenes) >= MAX_SCENES:
                 raise UserError(f"{self.scene_file} holds {MAX_SCENES} scenes already, the most a show keeps")
             self.scenes[scene.name] = self._unsaved[scene.name] = scene   # written off the loop
-            self.scene = scene.name
+            self.scene, self.scene_changed_s = scene.name, time.monotonic()
             return f"scene saved: {scene.name}"
         names = list(self.scenes)
         if isinstance(name, int) and 1 <= name <= len(names):
@@ -211,10 +229,11 @@ class ControlsApplied:
         if image_set is not None:
             self._ask_image_set(image_set)
         loading = scene.model is not None and self._ask_model(scene.model)    # jobs.py, off the loop
-        self.scene = scene.name
+        self.scene, self.scene_changed_s = scene.name, time.monotonic()   # the audience waits anew
         kept = scene.gen_size and tuple(scene.gen_size) != tuple(self.show.gen_size)
-        return f"scene: {scene.name}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
-                                         f"{size_text(scene.gen_size)})" if kept else "") + (
+        pick = " (the audience's pick)" if source == AUDIENCE else ""
+        return f"scene: {scene.name}{pick}" + (f" (drawn at {size_text(self.show.gen_size)}, not its "
+                                               f"{size_text(scene.gen_size)})" if kept else "") + (
             f" (loading model {model_text(scene.model)})" if loading else "")
 
     def _lean_on_audience(self, action, value):
@@ -241,6 +260,50 @@ class ControlsApplied:
         if action == "audience":
             return "audience: on (the votes lean the show)" if self.audience_on else "audience: off"
         return None
+
+    def _audience_scene(self):
+        """(Once a frame, after the controls.) Recall the room's scene when the rule holds: the
+        switch on; the leading scene allowed (`audience = true`), not the one on, with at least
+        max(AUDIENCE_SCENE_VOTES, AUDIENCE_SCENE_SHARE of the room) ballots and
+        AUDIENCE_SCENE_LEAD times the second's; AUDIENCE_SCENE_HOLD_S since the last scene change
+        from any source (the show's start counts as one); and no recall already waiting for the
+        bar line. The recall is posted on the bus like any other, so it waits for the bar line
+        as they do, and a VJ's recall posted after it wins. Checked every frame, not when a vote
+        arrives: a room that has made up its mind sends no new tally while the hold runs out."""
+        if not self.audience_on or not self.audience_bias:
+            return
+        now = time.monotonic()
+        if self.scene_changed_s is None:
+            self.scene_changed_s = now
+        if now - self.scene_changed_s < AUDIENCE_SCENE_HOLD_S:
+            return
+        if any(event[0] == "scene" for event in self._deferred):
+            return
+        name = self._audience_leader()
+        if name is not None and name != self.scene:
+            self.bus.post("scene", name, source=AUDIENCE)
+            self.scene_changed_s = self._audience_posted_s = now    # one post, applied or deferred next
+
+    def _audience_leader(self):
+        """The allowed scene the room clearly wants (see _audience_scene), or None."""
+        votes = self.audience_bias.get("scene")
+        if not isinstance(votes, dict) or not isinstance(votes.get("counts"), dict):
+            return None
+        counts = sorted(((count, name) for name, count in votes["counts"].items()
+                         if self._audience_may(name) and isinstance(count, int)), reverse=True)
+        if not counts:
+            return None
+        first, name = counts[0]
+        second = counts[1][0] if len(counts) > 1 else 0
+        room = votes["voters"] if isinstance(votes.get("voters"), int) else first
+        clear = first >= max(AUDIENCE_SCENE_VOTES, AUDIENCE_SCENE_SHARE * room) and (
+            first >= AUDIENCE_SCENE_LEAD * second)
+        return name if clear else None
+
+    def _audience_may(self, name):
+        """Whether the audience may recall scene `name` now: the switch on, the scene allowed."""
+        scene = self.scenes.get(name) if isinstance(name, str) else None
+        return self.audience_on and scene is not None and scene.audience is True
 
     def _set_detail(self, action, value):
         """The compositor's detail amount (0..2): set (`detail`), or a DETAIL_STEP down or up (the

@@ -298,8 +298,10 @@ def web_outputs(args, image_sets, scenes):
     audience = None
     if getattr(args, "audience", False):
         audience = {name: _image_names(specs) for name, specs in image_sets.items()}
+    allowed = [name for name, scene in scenes.items() if scene.audience]   # `audience = true`
     web = WebOutput(host=args.host, port=args.port, controls=controls, image_sets=list(image_sets),
-                    scenes=list(scenes) if args.scenes else None, audience=audience).start()
+                    scenes=list(scenes) if args.scenes else None, audience=audience,
+                    audience_scenes=allowed).start()
     for url in web.urls:  # beyond loopback: the LAN address(es), with the token the server asks for
         print(f"open {url} in a browser", flush=True)
     for url in web.audience_urls:   # the VJ page shows it as a QR code

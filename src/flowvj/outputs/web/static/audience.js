@@ -1,7 +1,9 @@
-// flowvj audience page: phones vote for an image of the set on screen, a set, and a mood. The
-// server (outputs/web/audience.py) takes one ballot per phone every few seconds: the page sends
-// the choices it holds at most that often, and again every refresh_s so the vote stays counted.
-// Ballot: {"image": name|null, "set": name|null, "mood": "calm"|"intense"|null}, any of them.
+// flowvj audience page: phones vote for an image of the set on screen, a set, a mood, and a scene
+// of those the VJ allowed (none allowed: no scene section). The server (outputs/web/audience.py)
+// takes one ballot per phone every few seconds: the page sends the choices it holds at most that
+// often, and again every refresh_s so the vote stays counted.
+// Ballot: {"image": name|null, "set": name|null, "mood": "calm"|"intense"|null, "scene": name|null},
+// any of them.
 // The token comes in the URL's fragment (the QR code's), never sent in a request line; the
 // phone's id is the server's, kept here so a reload stays the same voter.
 "use strict";
@@ -11,8 +13,8 @@ const token = new URLSearchParams(location.hash.slice(1)).get("token")
 if (token) sessionStorage.setItem("flowvj.audience", token);
 if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
-const KINDS = ["image", "set", "mood"];
-const chosen = { image: null, set: null, mood: null };
+const KINDS = ["image", "set", "mood", "scene"];
+const chosen = { image: null, set: null, mood: null, scene: null };
 let socket = null, intervalMs = 3000, refreshMs = 50000;
 let lastSent = -Infinity, sendTimer = null, refreshTimer = null, dirty = false;
 window.flowvjAudience = { accepted: 0, refused: 0, replies: [], choices: null, on: null };

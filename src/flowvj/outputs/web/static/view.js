@@ -240,9 +240,10 @@ function showTally(tally) {
   window.flowvjTally = tally;
   const mood = tally.mood || {};
   const parts = [`${tally.voters} voting`, `calm ${mood.calm || 0} · intense ${mood.intense || 0}`];
-  const images = leaders(tally.image, 3), sets = leaders(tally.set, 3);
+  const images = leaders(tally.image, 3), sets = leaders(tally.set, 3), scenes = leaders(tally.scene, 3);
   if (images) parts.push(`images: ${images}`);
   if (sets) parts.push(`sets: ${sets}`);
+  if (scenes) parts.push(`scenes: ${scenes}`);
   if (tally.control_attempts) parts.push(`${tally.control_attempts} control attempts refused`);
   document.getElementById("tally").textContent = parts.join(" · ");
 }
