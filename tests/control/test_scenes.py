@@ -68,7 +68,8 @@ def run_loop(parts, scenes, events, outputs=(), seconds=None, until=None, **opti
                 _, name, value = events.pop(0)
                 loop.bus.post(name, value, source="test")
 
-    show = Show(model, load_show_images(CALM, 32), mode="weighted")
+    compositor = options.pop("compositor", None)
+    show = Show(model, load_show_images(CALM, 32), mode="weighted", compositor=compositor)
     loop = LiveLoop(show, SilentPlayback(FileSource(track)), [Sink(), *outputs], fps=30,
                     image_sets={"calm": CALM}, scenes=scenes, **options)
     loop.times = times
@@ -146,6 +147,20 @@ def test_saving_the_shows_state_writes_a_file_that_loads_back_equal(parts, tmp_p
     loop.write_scenes()
     assert list(load_scenes(path)) == ["my look", "faster"]
     assert loop._scene_control("scene", 1) == "scene: my look" and loop.speed == 1.75
+
+
+def test_a_scene_keeps_the_detail_amount_it_was_saved_with(parts, tmp_path):
+    from flowvj.compose import Compositor
+
+    path = tmp_path / "scenes.toml"
+    compositor = Compositor((64, 64), "sharpen")
+    loop, _ = run_loop(parts, {}, [(3, "detail", 0.4)], seconds=0.5, compositor=compositor)
+    loop.scene_file = path
+    loop._scene_control("save_scene", "soft")
+    loop.write_scenes()
+    assert load_scenes(path)["soft"].detail == 0.4 and "detail = 0.4" in path.read_text()
+    loop.show.compositor.amount = 1.5
+    assert loop._scene_control("scene", "soft") == "scene: soft" and loop.show.compositor.amount == 0.4
 
 
 def test_saving_keeps_a_hand_written_files_comments_and_replaces_its_scene_in_place(tmp_path):

@@ -76,6 +76,7 @@ class Scene:
     speed: float = None
     sensitivity: float = None
     brightness: float = None
+    detail: float = None        # the compositor's detail amount (0..2)
     gen_size: tuple = None
     model: object = None        # a bundled model's name (str), or a checkpoint's absolute Path
     audience: bool = None       # True: the audience may choose it; None (unsaid) and False: not
@@ -164,14 +165,15 @@ def _model(where, value, shown, folder):
 
 
 def scene_now(name, image_specs, mode, interpolation, temperature, speed, sensitivity, brightness,
-              gen_size, model=None, audience=None):
+              gen_size, model=None, audience=None, detail=None):
     """The show's state as a Scene to save: image_specs are the running image set's paths (None:
     the bundled demo images); model: the one it draws with, None for the default (see the module's
-    docstring); audience: the flag of the scene it replaces (None: unsaid); values outside a
-    field's range (a speed of 6 from OSC) are clipped to it, so the saved file always loads."""
+    docstring); audience: the flag of the scene it replaces (None: unsaid); detail: the
+    compositor's amount (None: a show without one); values outside a field's range (a speed of
+    6 from OSC) are clipped to it, so the saved file always loads."""
     images = DEMO if image_specs is None else tuple(Path(spec).resolve() for spec in image_specs)
     values = {"temperature": temperature, "speed": speed, "sensitivity": sensitivity,
-              "brightness": brightness}
+              "brightness": brightness, "detail": detail}
     for key, value in values.items():
         if value is not None:
             values[key] = min(max(float(value), CONTROLS[key].low), CONTROLS[key].high)

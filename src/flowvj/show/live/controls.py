@@ -199,7 +199,8 @@ class ControlsApplied:
             allowed = getattr(self.scenes.get(str(name)), "audience", None)    # the file's flag stays
             scene = scene_now(name, self.image_sets.get(self.image_set), navigator.mode_name,
                               navigator.interpolation, self.temperature, self.speed,
-                              self.sensitivity, self.brightness, self.show.gen_size, model, allowed)
+                              self.sensitivity, self.brightness, self.show.gen_size, model, allowed,
+                              detail=getattr(self.show.compositor, "amount", None))
             if getattr(self, "scene_file", None) is None:
                 raise UserError("no --scenes FILE to save the scene in")
             if scene.name not in self.scenes and len(self.scenes) >= MAX_SCENES:
@@ -225,6 +226,8 @@ class ControlsApplied:
         for key in ("speed", "sensitivity", "brightness"):
             if getattr(scene, key) is not None:
                 setattr(self, key, getattr(scene, key))
+        if scene.detail is not None and self.show.compositor is not None:
+            self.show.compositor.amount = scene.detail
         image_set = image_set_name(self.image_sets, scene)
         if image_set is not None:
             self._ask_image_set(image_set)
